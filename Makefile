@@ -1,0 +1,30 @@
+# The two front doors: `make run` and `make test`. Both set up what they need.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: run test setup clean
+
+setup: $(VENV)/.installed node_modules/.installed
+
+# Re-installs only when pyproject.toml changes; the package is editable.
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { echo "installing python3-venv (Debian)"; apt-get install -y -q python3-venv && $(PYTHON) -m venv $(VENV); }
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+run: setup
+	$(BIN)/jupyterhub -f hub_config/jupyterhub_config.py
+
+test: setup
+	bash tests/setup-services.sh
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) node_modules .clusterlab test-artifacts

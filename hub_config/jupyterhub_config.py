@@ -1,0 +1,101 @@
+# ClusterLab hub: the embedded default.
+#
+# `make run` starts JupyterHub with this file. Out of the box it needs nothing
+# but this checkout: SQLite, NativeAuthenticator, servers as local processes.
+# Everything it writes at run time lives under one data directory, so that
+# deleting that directory resets the hub.
+#
+# Environment variables read here (all optional):
+#   CLUSTERLAB_DATA_DIR        runtime state (default: .clusterlab/ in the checkout)
+#   CLUSTERLAB_PORT            public port (default 8000); the hub's own API
+#                              takes PORT+1 and the proxy's API PORT+2
+#   CLUSTERLAB_IP              address to listen on (default 127.0.0.1)
+#   CLUSTERLAB_BACKEND         where servers run: local (default)
+#   CLUSTERLAB_ADMIN_PASSWORD  create/reset the `admin` account with this password
+#   CLUSTERLAB_LOCAL_GPUS      local backend: GPU ids to lend, e.g. "0,1"
+#                              (default: the GPUs nvidia-smi lists)
+#   CLUSTERLAB_IDLE_TIMEOUT    seconds of inactivity before a server is culled (3600)
+#   CLUSTERLAB_PROFILES        instance sizes file (default: profiles.yaml beside this file)
+import os
+import sys
+from pathlib import Path
+
+from clusterlab_spawner.local import parse_gpu_list
+from clusterlab_spawner.profiles import load_profiles
+
+c = get_config()  # noqa: F821 (provided by JupyterHub)
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+DATA = Path(os.environ.get("CLUSTERLAB_DATA_DIR", REPO / ".clusterlab")).resolve()
+PORT = int(os.environ.get("CLUSTERLAB_PORT", "8000"))
+IP = os.environ.get("CLUSTERLAB_IP", "127.0.0.1")
+BACKEND = os.environ.get("CLUSTERLAB_BACKEND", "local")
+PROFILES = Path(os.environ.get("CLUSTERLAB_PROFILES", HERE / "profiles.yaml")).resolve()
+VENV_BIN = Path(sys.executable).parent  # the hub's virtual environment serves the users too
+
+(DATA / "hub").mkdir(parents=True, exist_ok=True)
+os.environ["CLUSTERLAB_DATA_DIR"] = str(DATA)  # the spawner's default users_root reads it
+
+# --- where the hub listens and keeps its state ------------------------------
+c.JupyterHub.bind_url = f"http://{IP}:{PORT}"
+c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{PORT + 1}"
+c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{PORT + 2}"
+c.ConfigurableHTTPProxy.command = [str(REPO / "node_modules" / ".bin" / "configurable-http-proxy")]
+c.ConfigurableHTTPProxy.pid_file = str(DATA / "hub" / "proxy.pid")
+c.JupyterHub.db_url = f"sqlite:///{DATA / 'hub' / 'jupyterhub.sqlite'}"
+c.JupyterHub.cookie_secret_file = str(DATA / "hub" / "jupyterhub_cookie_secret")
+c.JupyterHub.pid_file = str(DATA / "hub" / "jupyterhub.pid")
+# Servers outlive a restart of the hub: it finds them again from its database.
+c.JupyterHub.cleanup_servers = False
+
+# --- login ------------------------------------------------------------------
+# NativeAuthenticator (sign-up at /hub/signup, approval by an admin at
+# /hub/authorize, bcrypt-hashed passwords), with its login form mended for
+# JupyterHub 6 (see spawner/clusterlab_spawner/auth.py). The allow rule is the
+# admin's approval of each sign-up.
+# A real site swaps this for its directory, e.g.:
+#   c.JupyterHub.authenticator_class = "pam"                  # Unix accounts
+#   c.JupyterHub.authenticator_class = "ldapauthenticator.LDAPAuthenticator"
+#   c.JupyterHub.authenticator_class = "generic-oauth"        # oauthenticator
+# and sets an allow rule (allowed_users, allowed_groups or allow_all).
+c.JupyterHub.authenticator_class = "clusterlab"
+c.Authenticator.admin_users = {"admin"}
+c.ClusterLabAuthenticator.admin_password = os.environ.get("CLUSTERLAB_ADMIN_PASSWORD", "")
+
+# --- instance sizes and the spawner -------------------------------------------
+load_profiles(PROFILES)  # fail at start, naming the profile and field, if the file is wrong
+c.JupyterHub.spawner_class = f"clusterlab-{BACKEND}"
+c.ClusterSpawner.profiles_file = str(PROFILES)
+c.ClusterSpawner.max_servers_per_user = 3
+c.ClusterSpawner.max_gpus_per_user = 4
+c.JupyterHub.allow_named_servers = True
+c.Spawner.default_url = "/lab"
+# JupyterHub >= 5 passes no PATH to servers: name the command by its full path.
+c.Spawner.cmd = [str(VENV_BIN / "jupyterhub-singleuser")]
+c.Spawner.environment = {"PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin"}
+
+# Local backend: each user's folder is <data dir>/users/<name>.
+c.LocalClusterSpawner.users_root = str(DATA / "users")
+if "CLUSTERLAB_LOCAL_GPUS" in os.environ:
+    c.LocalClusterSpawner.gpu_ids = parse_gpu_list(os.environ["CLUSTERLAB_LOCAL_GPUS"])
+
+# --- idle culling ---------------------------------------------------------------
+IDLE_TIMEOUT = int(os.environ.get("CLUSTERLAB_IDLE_TIMEOUT", "3600"))
+c.JupyterHub.services = [
+    {
+        "name": "idle-culler",
+        "command": [
+            sys.executable, "-m", "jupyterhub_idle_culler",
+            f"--timeout={IDLE_TIMEOUT}",
+            f"--cull-every={max(5, min(300, IDLE_TIMEOUT // 2))}",
+        ],
+    }
+]
+c.JupyterHub.load_roles = [
+    {
+        "name": "idle-culler",
+        "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+        "services": ["idle-culler"],
+    }
+]

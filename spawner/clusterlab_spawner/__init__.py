@@ -1,0 +1,9 @@
+"""ClusterLab's hub-side package: instance sizes, the spawn form and the backends.
+
+- ``profiles``: ``profiles.yaml`` loaded and validated
+- ``options``: ``user_options`` checked (profile, hours, quotas)
+- ``pool``: GPUs and cores handed out on one machine
+- ``spawner``: ``ClusterSpawner``, the backend-agnostic form and rules
+- ``local``: the local-process backend (the embedded default)
+- ``auth``: the embedded default's authenticator
+"""

@@ -1,0 +1,109 @@
+"""Login for the embedded default: NativeAuthenticator, mended for JupyterHub 6.
+
+NativeAuthenticator gives what a small site needs: sign-up, admin approval
+(``/hub/authorize``), bcrypt-hashed passwords, password changes, lock-out
+after failed attempts. Its 1.3.0 login handler, though, breaks on JupyterHub
+6: it calls ``self.statsd`` (removed from the hub) so every POST to
+``/hub/login`` answers 500, and its ``_render`` refuses the keywords the hub
+now passes when it renders an error on the login form. We keep everything of
+NativeAuthenticator and replace only that handler: the hub's own ``post``,
+with NativeAuthenticator's page and its "not approved yet" message.
+
+The allow rule (JupyterHub >= 5 lets nobody in without one) is the admin's
+approval: a user may log in once an admin has approved the sign-up, or is in
+``allowed_users``/``admin_users``. ``admin`` is created at start with
+``admin_password`` so that scripted set-ups can log in through the form.
+"""
+
+from __future__ import annotations
+
+import bcrypt
+from jupyterhub.handlers.login import LoginHandler as HubLoginHandler
+from nativeauthenticator import NativeAuthenticator
+from nativeauthenticator.handlers import LoginHandler as NativeLoginHandler
+from nativeauthenticator.orm import UserInfo
+from tornado.escape import url_escape
+from tornado.httputil import url_concat
+from traitlets import Unicode, default
+
+
+class LoginHandler(NativeLoginHandler):
+    """NativeAuthenticator's login page on the hub's own login logic."""
+
+    # the hub's post: NativeAuthenticator's calls self.statsd, gone in JupyterHub 6
+    post = HubLoginHandler.post
+
+    def _not_approved_message(self, username: str | None) -> str | None:
+        if not username or self.request.method != "POST":
+            return None
+        info = self.authenticator.get_user(username)
+        password = self.get_body_argument("password", default="", strip=False)
+        if info is not None and not info.is_authorized and info.is_valid_password(password):
+            return f"User {username} has not been approved by an administrator yet."
+        return None
+
+    def _render(self, login_error=None, username=None, **kwargs):
+        # the hub passes extra template keywords (NativeAuthenticator's took none)
+        login_error = self._not_approved_message(username) or login_error
+        return self.render_template(
+            "native-login.html",
+            next=url_escape(self.get_argument("next", default="")),
+            username=username,
+            login_error=login_error,
+            custom_html=self.authenticator.custom_html,
+            login_url=self.settings["login_url"],
+            enable_signup=self.authenticator.enable_signup,
+            two_factor_auth=self.authenticator.allow_2fa,
+            authenticator_login_url=url_concat(
+                self.authenticator.login_url(self.hub.base_url),
+                {"next": self.get_argument("next", "")},
+            ),
+            **{k: v for k, v in kwargs.items() if k not in {"login_error", "username"}},
+        )
+
+
+class ClusterLabAuthenticator(NativeAuthenticator):
+    """NativeAuthenticator with a working login form and a bootstrapped admin."""
+
+    admin_password = Unicode(
+        "",
+        config=True,
+        help="""If set, the `admin` account exists with this password at hub start
+        (created, or its password reset). The default config reads it from
+        CLUSTERLAB_ADMIN_PASSWORD.""",
+    )
+
+    @default("any_allow_config")
+    def _any_allow_config_default(self):
+        return True  # admin approval is the allow rule (see check_allowed)
+
+    @default("admin_users")
+    def _admin_users_default(self):
+        return {"admin"}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.admin_password:
+            self._ensure_admin()
+
+    def _ensure_admin(self) -> None:
+        info = self.get_user("admin")
+        hashed = bcrypt.hashpw(self.admin_password.encode(), bcrypt.gensalt())
+        if info is None:
+            self.db.add(UserInfo(username="admin", password=hashed, is_authorized=True))
+        elif not (info.is_valid_password(self.admin_password) and info.is_authorized):
+            info.password = hashed
+            info.is_authorized = True
+        self.db.commit()
+
+    def check_allowed(self, username, authentication=None):
+        if super().check_allowed(username, authentication) or username in self.admin_users:
+            return True
+        info = self.get_user(username)
+        return bool(info is not None and info.is_authorized)
+
+    def get_handlers(self, app):
+        return [
+            (path, LoginHandler if path == r"/login" else handler)
+            for path, handler in super().get_handlers(app)
+        ]

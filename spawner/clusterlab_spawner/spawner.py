@@ -1,0 +1,251 @@
+"""ClusterSpawner: the instance-size form and its rules, shared by every backend.
+
+A backend is a subclass that mixes this class in front of a real spawner
+(``LocalProcessSpawner``, batchspawner's ``SlurmSpawner``, ``KubeSpawner``) and
+adds only what is native to it: how a :class:`~.options.Choice` becomes
+process limits, sbatch lines or a pod spec, and how much is free right now.
+Everything here is backend-agnostic:
+
+- the options form, rendered from ``profiles.yaml`` with live availability;
+- validation of ``user_options`` (form or REST API) and the per-user quotas,
+  enforced again in :meth:`start`, so that no path can start an unchecked size;
+- waiting for the server to answer before handing it to the hub, so that the
+  hub's own backing-off readiness poll does not add seconds to every spawn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import time
+from pathlib import Path
+
+import jinja2
+from jupyterhub.spawner import Spawner
+from tornado import web
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+from traitlets import Float, Integer, Unicode, default
+
+from .options import (
+    Choice,
+    OptionsError,
+    check_quota,
+    options_from_form_data,
+    validate_user_options,
+)
+from .profiles import Profile, load_profiles
+
+HERE = Path(__file__).parent
+DEFAULT_PROFILES = HERE.parents[1] / "hub_config" / "profiles.yaml"
+
+_templates = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True
+)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_profiles(path: str) -> dict[str, Profile]:
+    return {p.id: p for p in load_profiles(path)}
+
+
+@dataclasses.dataclass
+class Availability:
+    """What is free right now, as a backend sees it (None: unknown)."""
+
+    free_cpus: int | None
+    total_cpus: int | None
+    free_gpus: int | None
+    total_gpus: int | None
+    # per profile id: '' when it can start now, else the reason it cannot
+    blocked: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+class ClusterSpawner(Spawner):
+    """Instance sizes from profiles.yaml, validated and within quota."""
+
+    profiles_file = Unicode(
+        str(DEFAULT_PROFILES),
+        config=True,
+        help="""The instance sizes offered, as a YAML file (see hub_config/profiles.yaml).
+
+        Read once per hub process and validated; a wrong file stops the hub at
+        start with a message naming the profile and field.
+        """,
+    )
+
+    max_servers_per_user = Integer(
+        3,
+        config=True,
+        help="How many servers (default plus named) one user may run at once. 0: no limit.",
+    )
+
+    max_gpus_per_user = Integer(
+        4,
+        config=True,
+        help="How many GPUs one user's running servers may hold together. 0: no limit.",
+    )
+
+    readiness_poll_interval = Float(
+        0.05,
+        config=True,
+        help="""Seconds between checks that a just-started server answers HTTP.
+
+        start() returns only once the server answers, polling at this fixed
+        short interval; JupyterHub's own check would otherwise back off
+        exponentially and find a ready server up to seconds late.
+        """,
+    )
+
+    @default("apply_user_options")
+    def _apply_user_options_default(self):
+        # user_options are validated and applied by start() itself, where no
+        # configuration can skip the check; this only marks them as handled.
+        return lambda spawner, user_options: None
+
+    @default("options_form")
+    def _options_form_default(self):
+        # non-empty, so that JupyterHub shows the form; get_options_form renders it
+        return "clusterlab"
+
+    # ----- profiles and the user's choice -------------------------------------
+
+    @property
+    def profiles(self) -> dict[str, Profile]:
+        return _cached_profiles(str(self.profiles_file))
+
+    @property
+    def choice(self) -> Choice | None:
+        """The validated size of this server, or None if it has none (yet)."""
+        try:
+            return validate_user_options(self.user_options or {}, self.profiles)
+        except OptionsError:
+            return None
+
+    def _other_active_choices(self) -> list[Choice]:
+        others = []
+        for name, spawner in self.user.spawners.items():
+            if spawner is self or name == self.name or not spawner.active:
+                continue
+            choice = getattr(spawner, "choice", None)
+            if choice is not None:
+                others.append(choice)
+        return others
+
+    def check_options(self, user_options) -> Choice:
+        """Validate options, quotas and what the backend can give now."""
+        choice = validate_user_options(user_options, self.profiles)
+        check_quota(
+            choice,
+            self._other_active_choices(),
+            max_servers_per_user=self.max_servers_per_user,
+            max_gpus_per_user=self.max_gpus_per_user,
+        )
+        reason = self.availability().blocked.get(choice.profile.id)
+        if reason and not self.queues_when_busy:
+            raise OptionsError("profile", f"{choice.profile.display_name} cannot start now: {reason}")
+        return choice
+
+    # ----- backend hooks --------------------------------------------------------
+
+    #: True for backends whose scheduler queues a request that does not fit now
+    queues_when_busy = False
+
+    def availability(self) -> Availability:
+        """Free resources now; backends override. Must not block."""
+        return Availability(None, None, None, None)
+
+    def reserve(self, choice: Choice) -> None:
+        """Take what the choice needs before start (e.g. GPUs); raise OptionsError if unable."""
+
+    def release(self) -> None:
+        """Give back what reserve() took."""
+
+    # ----- the form ---------------------------------------------------------------
+
+    async def get_options_form(self):
+        availability = self.availability()
+        previous = self.choice
+        selected = previous.profile.id if previous else next(iter(self.profiles))
+        return _templates.get_template("options_form.html").render(
+            profiles=list(self.profiles.values()),
+            selected=selected,
+            hours=previous.hours if previous else None,
+            availability=availability,
+            queues_when_busy=self.queues_when_busy,
+        )
+
+    def run_options_from_form(self, form_data):
+        try:
+            options = options_from_form_data(form_data)
+            return self.check_options(options).to_user_options()
+        except OptionsError as e:
+            # JupyterHub shows the message on the form
+            raise web.HTTPError(400, e.message) from None
+
+    # ----- start, with the checks no path can skip ------------------------------------
+
+    def _options_http_error(self, e: OptionsError) -> web.HTTPError:
+        field = f" ({e.field})" if e.field else ""
+        return web.HTTPError(400, f"Server options refused{field}: {e.message}")
+
+    def get_env(self):
+        env = super().get_env()
+        choice = self.choice
+        if choice is not None:
+            env.update(
+                CLUSTERLAB_PROFILE=choice.profile.id,
+                CLUSTERLAB_HOURS=f"{choice.hours:g}",
+                CLUSTERLAB_CPUS=str(choice.profile.cpus),
+                CLUSTERLAB_MEMORY_GB=f"{choice.profile.memory_gb:g}",
+                CLUSTERLAB_GPUS=str(choice.profile.gpus),
+            )
+        return env
+
+    async def start(self):
+        try:
+            choice = self.check_options(self.user_options or {})
+        except OptionsError as e:
+            raise self._options_http_error(e) from None
+        # keep the normalized form (default hours filled in) for the record
+        self.user_options = choice.to_user_options()
+        self.mem_limit = choice.profile.memory_bytes
+        self.cpu_limit = float(choice.profile.cpus)
+        try:
+            self.reserve(choice)
+        except OptionsError as e:
+            raise self._options_http_error(e) from None
+        try:
+            url = await super().start()
+            await self._wait_until_answering(url)
+        except BaseException:
+            self.release()
+            raise
+        return url
+
+    # JupyterHub insists that every Spawner subclass define these; the backend's do the work
+    async def stop(self, now=False):
+        return await super().stop(now=now)
+
+    async def poll(self):
+        return await super().poll()
+
+    async def _wait_until_answering(self, url) -> None:
+        if not isinstance(url, str):
+            ip, port = url
+            url = f"http://{ip}:{port}"
+        target = url.rstrip("/") + self.server.base_url if self.server else url
+        client = AsyncHTTPClient()
+        deadline = time.monotonic() + self.http_timeout
+        while time.monotonic() < deadline:
+            try:
+                await client.fetch(target, follow_redirects=False, request_timeout=2)
+                return
+            except HTTPClientError as e:
+                if e.code < 500 and e.code != 599:
+                    return  # a redirect or 4xx still means it answers
+            except OSError:
+                pass
+            if await self.poll() is not None:
+                return  # died: let the hub report it as it does
+            await asyncio.sleep(self.readiness_poll_interval)

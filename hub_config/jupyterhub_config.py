@@ -15,6 +15,7 @@
 #   CLUSTERLAB_LOCAL_GPUS      local backend: GPU ids to lend, e.g. "0,1"
 #                              (default: the GPUs nvidia-smi lists)
 #   CLUSTERLAB_IDLE_TIMEOUT    seconds of inactivity before a server is culled (3600)
+#   CLUSTERLAB_MAX_SERVERS_PER_USER, CLUSTERLAB_MAX_GPUS_PER_USER   quotas (3, 4; 0: none)
 #   CLUSTERLAB_PROFILES        instance sizes file (default: profiles.yaml beside this file)
 import os
 import sys
@@ -67,8 +68,8 @@ c.ClusterLabAuthenticator.admin_password = os.environ.get("CLUSTERLAB_ADMIN_PASS
 load_profiles(PROFILES)  # fail at start, naming the profile and field, if the file is wrong
 c.JupyterHub.spawner_class = f"clusterlab-{BACKEND}"
 c.ClusterSpawner.profiles_file = str(PROFILES)
-c.ClusterSpawner.max_servers_per_user = 3
-c.ClusterSpawner.max_gpus_per_user = 4
+c.ClusterSpawner.max_servers_per_user = int(os.environ.get("CLUSTERLAB_MAX_SERVERS_PER_USER", "3"))
+c.ClusterSpawner.max_gpus_per_user = int(os.environ.get("CLUSTERLAB_MAX_GPUS_PER_USER", "4"))
 c.JupyterHub.allow_named_servers = True
 c.Spawner.default_url = "/lab"
 # JupyterHub >= 5 passes no PATH to servers: name the command by its full path.

@@ -1,0 +1,45 @@
+"""Fixtures that start real processes; tests read as the story they check."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from hub import Hub  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    """A real hub on the embedded default, with two fake GPUs, shared by a module."""
+    hub = Hub(tmp_path_factory.mktemp("hub"))
+    hub.start()
+    yield hub
+    stop_all_servers(hub)
+    hub.stop()
+
+
+@pytest.fixture
+def make_hub(tmp_path):
+    """Start a hub with extra environment or config for one test."""
+    hubs = []
+
+    def make(**kwargs):
+        hub = Hub(tmp_path / f"hub{len(hubs)}", **kwargs)
+        hubs.append(hub)
+        return hub.start()
+
+    yield make
+    for hub in hubs:
+        if hub.proc:
+            stop_all_servers(hub)
+        hub.stop()
+
+
+def stop_all_servers(hub):
+    """Servers outlive the hub by design, so tests stop theirs explicitly."""
+    api = hub.admin_api
+    for user in api.get(hub.url + "/hub/api/users").json():
+        for name in user["servers"]:
+            api.delete(hub.server_url(user["name"], name))

@@ -1,0 +1,239 @@
+"""A real JupyterHub process on hub_config/jupyterhub_config.py, driven over HTTP.
+
+Tests and benchmarks use :class:`Hub` the way a user or a script would: the
+login form, the spawn form and the REST API, through the real proxy.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "hub_config" / "jupyterhub_config.py"
+ADMIN_PASSWORD = "admin-test-password-1"
+
+
+def free_port_block(size: int = 3) -> int:
+    """A port P such that P..P+size-1 are free (the hub uses PORT, +1, +2)."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port + size > 65535:
+            continue
+        try:
+            socks = []
+            for p in range(port, port + size):
+                sock = socket.socket()
+                sock.bind(("127.0.0.1", p))
+                socks.append(sock)
+            return port
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise RuntimeError("no free block of ports")
+
+
+class Hub:
+    """One hub process with its own data directory and ports."""
+
+    def __init__(self, data_dir: Path, env: dict | None = None, extra_config: str = ""):
+        self.data_dir = Path(data_dir)
+        self.port = free_port_block()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "CLUSTERLAB_DATA_DIR": str(self.data_dir),
+            "CLUSTERLAB_PORT": str(self.port),
+            "CLUSTERLAB_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "CLUSTERLAB_LOCAL_GPUS": "0,1",
+            **(env or {}),
+        }
+        self.config = CONFIG
+        if extra_config:
+            # the real config first, then the test's few overrides
+            self.config = self.data_dir / "test_config.py"
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.config.write_text(f"load_subconfig({str(CONFIG)!r})\n{extra_config}\n")
+        self.log_path = self.data_dir / "hub.log"
+        self.proc: subprocess.Popen | None = None
+        self._admin_token: str | None = None
+
+    # ----- process ---------------------------------------------------------------
+
+    def start(self, timeout: float = 60) -> "Hub":
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "jupyterhub"), "-f", str(self.config)],
+            cwd=self.data_dir, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"hub exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                if requests.get(self.url + "/hub/api/", timeout=2).status_code == 200:
+                    return self
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"hub did not answer in {timeout}s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    # ----- people -------------------------------------------------------------------
+
+    def login(self, username: str, password: str) -> requests.Response:
+        """Log in through /hub/login as a browser does; the session is on the response."""
+        session = requests.Session()
+        session.get(self.url + "/hub/login")
+        response = session.post(
+            self.url + "/hub/login",
+            data={"username": username, "password": password,
+                  "_xsrf": session.cookies.get("_xsrf", path="/hub/")},
+            allow_redirects=False,
+        )
+        response.session = session
+        return response
+
+    def browser(self, username: str, password: str) -> requests.Session:
+        """A logged-in session with its XSRF token in ``session.xsrf``."""
+        response = self.login(username, password)
+        assert response.status_code == 302, f"login of {username} failed: {response.status_code}"
+        session = response.session
+        page = session.get(self.url + "/hub/home").text
+        session.xsrf = re.search(r'xsrf_token: "([^"]+)"', page).group(1)
+        session.headers["X-XSRFToken"] = session.xsrf
+        return session
+
+    def signup(self, username: str, password: str) -> requests.Response:
+        session = requests.Session()
+        session.get(self.url + "/hub/signup")
+        return session.post(
+            self.url + "/hub/signup",
+            data={"username": username, "signup_password": password,
+                  "signup_password_confirmation": password,
+                  "_xsrf": session.cookies.get("_xsrf", path="/hub/")},
+        )
+
+    def admin(self) -> requests.Session:
+        return self.browser("admin", ADMIN_PASSWORD)
+
+    def approve(self, username: str) -> None:
+        response = self.admin().get(f"{self.url}/hub/authorize/{username}")
+        assert response.status_code == 200, response.status_code
+
+    def add_user(self, username: str, password: str = "a-long-test-password") -> str:
+        """Sign a user up, approve them, and return an API token of theirs."""
+        assert self.signup(username, password).status_code == 200
+        self.approve(username)
+        return self.token(self.browser(username, password), username)
+
+    def token(self, session: requests.Session, username: str) -> str:
+        response = session.post(
+            f"{self.url}/hub/api/users/{username}/tokens", json={"note": "tests"}
+        )
+        assert response.status_code == 201, response.text
+        return response.json()["token"]
+
+    def api(self, token: str) -> requests.Session:
+        session = requests.Session()
+        session.headers["Authorization"] = f"token {token}"
+        return session
+
+    @property
+    def admin_api(self) -> requests.Session:
+        if self._admin_token is None:
+            self._admin_token = self.token(self.admin(), "admin")
+        return self.api(self._admin_token)
+
+    # ----- servers -------------------------------------------------------------------
+
+    def server_url(self, user: str, server: str = "") -> str:
+        return f"{self.url}/hub/api/users/{user}/servers/{server}"
+
+    def server_model(self, user: str, server: str = "") -> dict | None:
+        model = self.admin_api.get(f"{self.url}/hub/api/users/{user}").json()
+        return model["servers"].get(server)
+
+    def wait_ready(self, user: str, server: str = "", timeout: float = 60) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            model = self.server_model(user, server)
+            if model and model["ready"]:
+                return model
+            if model is None or not model["pending"]:
+                if model is None and time.monotonic() > deadline - timeout + 2:
+                    raise AssertionError(f"{user}/{server} is not starting:\n{self.log_tail()}")
+            time.sleep(0.1)
+        raise TimeoutError(f"{user}/{server} not ready in {timeout}s:\n{self.log_tail()}")
+
+    def start_server(self, api: requests.Session, user: str, server: str = "", **options) -> dict:
+        response = api.post(self.server_url(user, server), json=options)
+        assert response.status_code in (201, 202), response.text
+        return self.wait_ready(user, server)
+
+    def stop_server(self, api: requests.Session, user: str, server: str = "") -> None:
+        response = api.delete(self.server_url(user, server))
+        assert response.status_code in (202, 204), response.text
+        deadline = time.monotonic() + 30
+        while self.server_model(user, server) is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert self.server_model(user, server) is None, f"{user}/{server} did not stop"
+
+    def spawn_form(self, session: requests.Session, path: str = "") -> str:
+        """The spawn form page (``path``: ``user/server`` for a named server's)."""
+        url = f"{self.url}/hub/spawn/{path}" if path else f"{self.url}/hub/spawn"
+        return session.get(url).content.decode("utf-8")
+
+
+def process_facts(pid: int) -> dict:
+    """What the kernel says of a server process: cores, environment, memory cap."""
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    env = dict(item.decode().split("=", 1) for item in environ if b"=" in item)
+    limits = Path(f"/proc/{pid}/limits").read_text()
+    data = re.search(r"Max data size\s+(\S+)", limits).group(1)
+    return {
+        "cores": sorted(os.sched_getaffinity(pid)),
+        "env": env,
+        "rlimit_data": int(data) if data.isdigit() else data,
+        "cwd": os.readlink(f"/proc/{pid}/cwd"),
+    }
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text()

@@ -42,4 +42,4 @@ def stop_all_servers(hub):
     api = hub.admin_api
     for user in api.get(hub.url + "/hub/api/users").json():
         for name in user["servers"]:
-            api.delete(hub.server_url(user["name"], name))
+            hub.stop_server(api, user["name"], name)

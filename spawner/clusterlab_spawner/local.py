@@ -225,7 +225,7 @@ class LocalClusterSpawner(ClusterSpawner, LocalProcessSpawner):
     async def start(self):
         url = await super().start()
         self.pid_create_time = psutil.Process(self.pid).create_time()
-        self.deadline = time.time() + self.choice.seconds
+        self.deadline = time.time() + self.limits["deadline_seconds"]
         return url
 
     # ----- state across hub restarts ----------------------------------------------------

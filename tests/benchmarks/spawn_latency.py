@@ -1,0 +1,121 @@
+"""Spawn latency: hub spawn-to-ready through the proxy vs the same server started bare.
+
+Alternates, in one run, N rounds of:
+  hub:        POST /hub/api/users/admin/server {"profile": "cpu-small"} until
+              /user/admin/api/status answers 200 through the proxy;
+  singleuser: the same `jupyterhub-singleuser` started by hand on its own port
+              (hub environment, no spawner, no proxy) until it answers 200;
+  lab:        a plain `jupyter lab` on its own port until /api/status answers 200.
+All are polled every 20 ms. Prints each round and the median ratios.
+
+hub / singleuser is what the hub adds to a spawn (the goal: <= 1.10).
+hub / lab also counts jupyterhub-singleuser's own start-up over plain
+JupyterLab (it imports the hub's ORM and handlers: about 0.6 s here), which is
+upstream's and the same for every spawner.
+
+    .venv/bin/python tests/benchmarks/spawn_latency.py [--pairs 7]
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from hub import Hub, free_port_block  # noqa: E402
+
+POLL = 0.02
+BIN = Path(sys.executable).parent
+
+
+def wait_200(session, url, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if session.get(url, timeout=5).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(POLL)
+    raise TimeoutError(url)
+
+
+def time_hub(hub, api):
+    start = time.perf_counter()
+    response = api.post(hub.server_url("admin"), json={"profile": "cpu-small"})
+    assert response.status_code in (201, 202), response.text
+    wait_200(api, f"{hub.url}/user/admin/api/status")
+    elapsed = time.perf_counter() - start
+    hub.stop_server(api, "admin")
+    return elapsed
+
+
+def time_bare(workdir, hub=None, token="bench-token"):
+    """A server started by hand: jupyterhub-singleuser if a hub is given, else jupyter lab."""
+    port = free_port_block(1)
+    env = {**os.environ, "HOME": str(workdir)}
+    if hub:
+        prefix = "/user/admin/"
+        cmd = [str(BIN / "jupyterhub-singleuser"), f"--port={port}", "--ip=127.0.0.1", "--allow-root"]
+        env.update(
+            JUPYTERHUB_API_TOKEN=token, JUPYTERHUB_API_URL=f"http://127.0.0.1:{hub.port + 1}/hub/api",
+            JUPYTERHUB_BASE_URL="/", JUPYTERHUB_SERVICE_PREFIX=prefix, JUPYTERHUB_USER="admin",
+            JUPYTERHUB_CLIENT_ID="jupyterhub-user-admin", JUPYTERHUB_SERVER_NAME="",
+            JUPYTERHUB_OAUTH_ACCESS_SCOPES='["access:servers!server=admin/", "access:servers!user=admin"]',
+            JUPYTERHUB_OAUTH_CALLBACK_URL=prefix + "oauth_callback",
+            JUPYTERHUB_SERVICE_URL=f"http://127.0.0.1:{port}{prefix}",
+        )
+        url = f"http://127.0.0.1:{port}{prefix}api/status"
+    else:
+        cmd = [str(BIN / "jupyter"), "lab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
+               f"--IdentityProvider.token={token}", "--allow-root"]
+        url = f"http://127.0.0.1:{port}/api/status"
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd + [f"--ServerApp.root_dir={workdir}"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=open(workdir / "bare.log", "ab"))
+    session = requests.Session()
+    session.headers["Authorization"] = f"token {token}"
+    try:
+        wait_200(session, url)
+        return time.perf_counter() - start
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--pairs", type=int, default=7, help="rounds (>= 5)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["BENCH_TMP"] = tmp
+        hub = Hub(Path(tmp) / "hub").start()
+        try:
+            api, token = hub.admin_api, hub._admin_token
+            work = Path(tmp)
+            time_hub(hub, api), time_bare(work, hub, token), time_bare(work)  # warm-up, unmeasured
+            to_singleuser, to_lab = [], []
+            for i in range(args.pairs):
+                hub_s = time_hub(hub, api)
+                single_s = time_bare(work, hub, token)
+                lab_s = time_bare(work)
+                to_singleuser.append(hub_s / single_s)
+                to_lab.append(hub_s / lab_s)
+                print(f"round {i + 1}: hub {hub_s:.3f} s   bare singleuser {single_s:.3f} s   "
+                      f"bare lab {lab_s:.3f} s")
+        finally:
+            hub.stop()
+    print(f"median ratio hub / bare jupyterhub-singleuser over {args.pairs} rounds: "
+          f"{statistics.median(to_singleuser):.3f}")
+    print(f"median ratio hub / bare jupyter lab over {args.pairs} rounds: "
+          f"{statistics.median(to_lab):.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -12,6 +12,8 @@
 #   CLUSTERLAB_IP              address to listen on (default 127.0.0.1)
 #   CLUSTERLAB_BACKEND         where servers run: local (default)
 #   CLUSTERLAB_ADMIN_PASSWORD  create/reset the `admin` account with this password
+#                              (unset on the first start: a random one is written
+#                              to <data dir>/hub/admin-password)
 #   CLUSTERLAB_LOCAL_GPUS      local backend: GPU ids to lend, e.g. "0,1"
 #                              (default: the GPUs nvidia-smi lists)
 #   CLUSTERLAB_IDLE_TIMEOUT    seconds of inactivity before a server is culled (3600)
@@ -63,6 +65,8 @@ c.JupyterHub.cleanup_servers = False
 c.JupyterHub.authenticator_class = "clusterlab"
 c.Authenticator.admin_users = {"admin"}
 c.ClusterLabAuthenticator.admin_password = os.environ.get("CLUSTERLAB_ADMIN_PASSWORD", "")
+# Without one, the first start makes `admin` a random password, kept here (mode 0600).
+c.ClusterLabAuthenticator.first_admin_password_file = str(DATA / "hub" / "admin-password")
 
 # --- instance sizes and the spawner -------------------------------------------
 load_profiles(PROFILES)  # fail at start, naming the profile and field, if the file is wrong

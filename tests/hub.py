@@ -146,8 +146,15 @@ class Hub:
                   "_xsrf": session.cookies.get("_xsrf", path="/hub/")},
         )
 
+    @property
+    def admin_password(self) -> str:
+        """The configured one, or the one the hub generated on its first start."""
+        return self.env["CLUSTERLAB_ADMIN_PASSWORD"] or (
+            (self.data_dir / "hub" / "admin-password").read_text().strip()
+        )
+
     def admin(self) -> requests.Session:
-        return self.browser("admin", ADMIN_PASSWORD)
+        return self.browser("admin", self.admin_password)
 
     def approve(self, username: str) -> None:
         response = self.admin().get(f"{self.url}/hub/authorize/{username}")

@@ -263,3 +263,15 @@ def test_idle_servers_are_culled(make_hub):
         time.sleep(0.5)
     assert hub.server_model("admin") is None, "the idle culler did not stop the server"
     assert not pid_alive(pid)
+
+
+def test_first_start_without_a_password_gives_admin_a_random_one(make_hub):
+    hub = make_hub(env={"CLUSTERLAB_ADMIN_PASSWORD": ""})
+    password_file = hub.data_dir / "hub" / "admin-password"
+    assert oct(password_file.stat().st_mode & 0o777) == "0o600"
+    password = password_file.read_text().strip()
+    assert len(password) >= 12
+    assert hub.login("admin", password).status_code == 302
+    # nobody can take `admin` by signing up
+    hub.signup("admin", "an-attackers-password")
+    assert hub.login("admin", "an-attackers-password").status_code == 403

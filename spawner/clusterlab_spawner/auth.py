@@ -12,10 +12,15 @@ with NativeAuthenticator's page and its "not approved yet" message.
 The allow rule (JupyterHub >= 5 lets nobody in without one) is the admin's
 approval: a user may log in once an admin has approved the sign-up, or is in
 ``allowed_users``/``admin_users``. ``admin`` is created at start with
-``admin_password`` so that scripted set-ups can log in through the form.
+``admin_password`` so that scripted set-ups can log in through the form; with
+none given, a generated one is written to ``first_admin_password_file``.
 """
 
 from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
 
 import bcrypt
 from jupyterhub.handlers.login import LoginHandler as HubLoginHandler
@@ -73,6 +78,14 @@ class ClusterLabAuthenticator(NativeAuthenticator):
         CLUSTERLAB_ADMIN_PASSWORD.""",
     )
 
+    first_admin_password_file = Unicode(
+        "",
+        config=True,
+        help="""Where to write a generated password for `admin` when neither
+        admin_password is set nor an `admin` account exists yet (mode 0600), so
+        that no stranger can claim `admin` by signing up first. Empty: do not.""",
+    )
+
     @default("any_allow_config")
     def _any_allow_config_default(self):
         return True  # admin approval is the allow rule (see check_allowed)
@@ -84,14 +97,22 @@ class ClusterLabAuthenticator(NativeAuthenticator):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if self.admin_password:
-            self._ensure_admin()
+            self._ensure_admin(self.admin_password)
+        elif self.first_admin_password_file and self.get_user("admin") is None:
+            password = secrets.token_urlsafe(12)
+            path = Path(self.first_admin_password_file)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(password + "\n")
+            os.chmod(path, 0o600)
+            self._ensure_admin(password)
+            self.log.warning("Created the `admin` account; its password is in %s", path)
 
-    def _ensure_admin(self) -> None:
+    def _ensure_admin(self, password: str) -> None:
         info = self.get_user("admin")
-        hashed = bcrypt.hashpw(self.admin_password.encode(), bcrypt.gensalt())
+        hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt())
         if info is None:
             self.db.add(UserInfo(username="admin", password=hashed, is_authorized=True))
-        elif not (info.is_valid_password(self.admin_password) and info.is_authorized):
+        elif not (info.is_valid_password(password) and info.is_authorized):
             info.password = hashed
             info.is_authorized = True
         self.db.commit()

@@ -76,6 +76,7 @@ c.ClusterSpawner.max_servers_per_user = int(os.environ.get("CLUSTERLAB_MAX_SERVE
 c.ClusterSpawner.max_gpus_per_user = int(os.environ.get("CLUSTERLAB_MAX_GPUS_PER_USER", "4"))
 c.JupyterHub.allow_named_servers = True
 c.Spawner.default_url = "/lab"
+c.Spawner.args = ["--LabApp.news_url=None"]  # cluster nodes rarely reach the internet
 # JupyterHub >= 5 passes no PATH to servers: name the command by its full path.
 c.Spawner.cmd = [str(VENV_BIN / "jupyterhub-singleuser")]
 c.Spawner.environment = {"PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin"}

@@ -162,23 +162,20 @@ def _singleuser_pids():
     return {p.pid for p in psutil.process_iter(["cmdline"]) if "jupyterhub-singleuser" in " ".join(p.info["cmdline"] or [])}
 
 
-def test_quota_on_servers_per_user(make_hub):
-    hub = make_hub(env={"CLUSTERLAB_MAX_SERVERS_PER_USER": "1", "CLUSTERLAB_MAX_GPUS_PER_USER": "1"})
+@pytest.mark.parametrize(
+    "quotas, second, message",
+    [
+        ({"CLUSTERLAB_MAX_SERVERS_PER_USER": "1"}, "cpu-small", "the limit is 1. Stop one first"),
+        ({"CLUSTERLAB_MAX_GPUS_PER_USER": "1"}, "gpu-1", "the limit is 1 GPU(s) per user"),
+    ],
+)
+def test_quotas_refuse_a_second_server(make_hub, quotas, second, message):
+    hub = make_hub(env=quotas)
     api = hub.admin_api
     hub.start_server(api, "admin", "one", profile="gpu-1")
-    response = api.post(hub.server_url("admin", "two"), json={"profile": "cpu-small"})
+    response = api.post(hub.server_url("admin", "two"), json={"profile": second})
     assert response.status_code == 400
-    assert "the limit is 1" in response.json()["message"]
-    assert hub.server_model("admin", "two") is None
-
-
-def test_quota_on_gpus_per_user(make_hub):
-    hub = make_hub(env={"CLUSTERLAB_MAX_GPUS_PER_USER": "1"})
-    api = hub.admin_api
-    hub.start_server(api, "admin", "one", profile="gpu-1")
-    response = api.post(hub.server_url("admin", "two"), json={"profile": "gpu-1"})
-    assert response.status_code == 400
-    assert "the limit is 1 GPU(s) per user" in response.json()["message"]
+    assert message in response.json()["message"]
     assert hub.server_model("admin", "two") is None
 
 

@@ -159,7 +159,11 @@ def test_bad_options_are_refused_and_nothing_starts(hub, options, message):
 
 
 def _singleuser_pids():
-    return {p.pid for p in psutil.process_iter(["cmdline"]) if "jupyterhub-singleuser" in " ".join(p.info["cmdline"] or [])}
+    return {
+        p.pid
+        for p in psutil.process_iter(["cmdline"])
+        if "jupyterhub-singleuser" in " ".join(p.info["cmdline"] or [])
+    }
 
 
 @pytest.mark.parametrize(

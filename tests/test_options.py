@@ -14,7 +14,8 @@ PROFILES = {
     p.id: p
     for p in parse_profiles({"profiles": [
         {"id": "cpu", "display_name": "CPU", "cpus": 2, "memory_gb": 4, "max_hours": 8, "default_hours": 2},
-        {"id": "gpu", "display_name": "GPU", "cpus": 4, "memory_gb": 16, "gpus": 2, "max_hours": 24, "default_hours": 4},
+        {"id": "gpu", "display_name": "GPU", "cpus": 4, "memory_gb": 16, "gpus": 2,
+         "max_hours": 24, "default_hours": 4},
     ]})
 }
 

@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run test setup clean
+.PHONY: run test setup slurm clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -25,6 +25,15 @@ run: setup
 test: setup
 	bash tests/setup-services.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# A real single-node Slurm (munge, slurmctld, slurmd, two fake GPUs) on this
+# machine, by the all-in-one Ansible inventory. Needs root.
+slurm: $(VENV)/.ansible
+	ANSIBLE_CONFIG=ansible/ansible.cfg $(BIN)/ansible-playbook -i ansible/inventories/all-in-one ansible/site.yml
+
+$(VENV)/.ansible: ansible/requirements.txt $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -r ansible/requirements.txt
+	touch $@
 
 clean:
 	rm -rf $(VENV) node_modules .clusterlab test-artifacts

@@ -152,17 +152,17 @@ class LocalClusterSpawner(ClusterSpawner, LocalProcessSpawner):
     def availability(self) -> Availability:
         free_gpus = len(self.gpu_pool.free())
         free_cpus = len(self.cpu_pool.free())
-        blocked = {}
+        blocked, impossible = {}, {}
         for profile in self.profiles.values():
             if profile.gpus > len(self.gpu_ids):
-                blocked[profile.id] = (
+                impossible[profile.id] = (
                     f"needs {profile.gpus} GPU(s); this machine has {len(self.gpu_ids)}"
                 )
             elif profile.gpus > free_gpus:
                 blocked[profile.id] = f"needs {profile.gpus} GPU(s); {free_gpus} free now"
             elif not self.oversubscribe_cpus and min(profile.cpus, len(self.cpu_ids)) > free_cpus:
                 blocked[profile.id] = f"needs {profile.cpus} cores; {free_cpus} free now"
-        return Availability(free_cpus, len(self.cpu_ids), free_gpus, len(self.gpu_ids), blocked)
+        return Availability(free_cpus, len(self.cpu_ids), free_gpus, len(self.gpu_ids), blocked, impossible)
 
     def reserve(self, choice: Choice) -> None:
         try:

@@ -57,8 +57,10 @@ class Availability:
     total_cpus: int | None
     free_gpus: int | None
     total_gpus: int | None
-    # per profile id: '' when it can start now, else the reason it cannot
+    # per profile id: why it cannot start now (busy); absent when it can
     blocked: dict[str, str] = dataclasses.field(default_factory=dict)
+    # per profile id: why it can never start here (larger than any machine or node)
+    impossible: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 class ClusterSpawner(Spawner):
@@ -141,7 +143,11 @@ class ClusterSpawner(Spawner):
             max_servers_per_user=self.max_servers_per_user,
             max_gpus_per_user=self.max_gpus_per_user,
         )
-        reason = self.availability().blocked.get(choice.profile.id)
+        availability = self.availability()
+        never = availability.impossible.get(choice.profile.id)
+        if never:
+            raise OptionsError("profile", f"{choice.profile.display_name} can never start here: {never}")
+        reason = availability.blocked.get(choice.profile.id)
         if reason and not self.queues_when_busy:
             raise OptionsError("profile", f"{choice.profile.display_name} cannot start now: {reason}")
         return choice
@@ -237,6 +243,7 @@ class ClusterSpawner(Spawner):
         target = url.rstrip("/") + self.server.base_url if self.server else url
         client = AsyncHTTPClient()
         deadline = time.monotonic() + self.http_timeout
+        next_check = time.monotonic()
         while time.monotonic() < deadline:
             try:
                 await client.fetch(target, follow_redirects=False, request_timeout=2)
@@ -246,6 +253,12 @@ class ClusterSpawner(Spawner):
                     return  # a redirect or 4xx still means it answers
             except OSError:
                 pass
-            if await self.poll() is not None:
-                return  # died: let the hub report it as it does
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + 0.5
+                if await self.ended_while_starting():
+                    return  # died: let the hub report it as it does
             await asyncio.sleep(self.readiness_poll_interval)
+
+    async def ended_while_starting(self) -> bool:
+        """Whether the server is gone before it answered (a backend may raise with details)."""
+        return await self.poll() is not None

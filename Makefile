@@ -1,5 +1,8 @@
 # The two front doors: `make run` and `make test`. Both set up what they need.
-PYTHON ?= python3
+# Debian's own Python (3.11 on Debian 12) when there is one: Slurm jobs run this
+# environment as each user, so its interpreter must not live in a private
+# folder (a pyenv under /root, say).
+PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)

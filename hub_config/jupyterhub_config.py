@@ -10,7 +10,14 @@
 #   CLUSTERLAB_PORT            public port (default 8000); the hub's own API
 #                              takes PORT+1 and the proxy's API PORT+2
 #   CLUSTERLAB_IP              address to listen on (default 127.0.0.1)
-#   CLUSTERLAB_BACKEND         where servers run: local (default)
+#   CLUSTERLAB_BACKEND         where servers run: local (default) or slurm
+#   CLUSTERLAB_HUB_IP          address the hub's API listens on for servers
+#                              (default 127.0.0.1; on a Slurm cluster, one the
+#                              compute nodes can reach)
+#   CLUSTERLAB_POLL_INTERVAL   seconds between checks that each server still runs (30);
+#                              on Slurm one squeue answers them all
+#   CLUSTERLAB_CREATE_UNIX_USERS  slurm: "1" creates a missing Unix account for a
+#                              hub user before their first job (off by default)
 #   CLUSTERLAB_ADMIN_PASSWORD  create/reset the `admin` account with this password
 #                              (unset on the first start: a random one is written
 #                              to <data dir>/hub/admin-password)
@@ -42,7 +49,8 @@ os.environ["CLUSTERLAB_DATA_DIR"] = str(DATA)  # the spawner's default users_roo
 
 # --- where the hub listens and keeps its state ------------------------------
 c.JupyterHub.bind_url = f"http://{IP}:{PORT}"
-c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{PORT + 1}"
+HUB_IP = os.environ.get("CLUSTERLAB_HUB_IP", "127.0.0.1")
+c.JupyterHub.hub_bind_url = f"http://{HUB_IP}:{PORT + 1}"
 c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{PORT + 2}"
 c.ConfigurableHTTPProxy.command = [str(REPO / "node_modules" / ".bin" / "configurable-http-proxy")]
 c.ConfigurableHTTPProxy.pid_file = str(DATA / "hub" / "proxy.pid")
@@ -81,10 +89,20 @@ c.Spawner.args = ["--LabApp.news_url=None"]  # cluster nodes rarely reach the in
 c.Spawner.cmd = [str(VENV_BIN / "jupyterhub-singleuser")]
 c.Spawner.environment = {"PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin"}
 
+c.Spawner.poll_interval = int(os.environ.get("CLUSTERLAB_POLL_INTERVAL", "30"))
+
 # Local backend: each user's folder is <data dir>/users/<name>.
 c.LocalClusterSpawner.users_root = str(DATA / "users")
 if "CLUSTERLAB_LOCAL_GPUS" in os.environ:
     c.LocalClusterSpawner.gpu_ids = parse_gpu_list(os.environ["CLUSTERLAB_LOCAL_GPUS"])
+
+# Slurm backend: each server is a batch job run as the user's Unix account
+# (through sudo when the hub runs as root), in their home folder.
+if BACKEND == "slurm":
+    from clusterlab_spawner import slurm
+
+    slurm.warn_if_unreachable_by_jobs(VENV_BIN)
+    c.SlurmClusterSpawner.create_unix_users = os.environ.get("CLUSTERLAB_CREATE_UNIX_USERS", "0") == "1"
 
 # --- idle culling ---------------------------------------------------------------
 IDLE_TIMEOUT = int(os.environ.get("CLUSTERLAB_IDLE_TIMEOUT", "3600"))

@@ -1,0 +1,336 @@
+"""The hub on the Slurm backend, against the real single-node Slurm of `make slurm`.
+
+Every server here is a real Slurm job run as a real Unix account (alice, bob,
+carol, dora: created by the hub's create_unix_users switch). What is checked
+is what Slurm itself reports (squeue, scontrol) and what the server process
+sees (/proc/<pid>/environ).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from hub import Hub
+
+REPO = Path(__file__).resolve().parents[1]
+PROFILES = REPO / "tests" / "data" / "slurm-profiles.yaml"
+PASSWORD = "a-long-test-password"
+
+pytestmark = pytest.mark.slurm
+
+
+def slurm_ready() -> str:
+    """'' when a Slurm answers here and we may submit as other users; else why not."""
+    if os.geteuid() != 0:
+        return "the Slurm tests submit jobs as other users and need root"
+    if not shutil.which("sinfo"):
+        return "Slurm is not installed"
+    probe = subprocess.run(["sinfo", "--noheader"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        return f"Slurm does not answer ({probe.stderr.strip()})"
+    return ""
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    reason = slurm_ready()
+    if reason:
+        message = f"{reason}: run `make slurm` as root (a single-node Slurm with 2 fake GPUs)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def hub(slurm, tmp_path_factory):
+    hub = Hub(
+        tmp_path_factory.mktemp("slurm-hub"),
+        env={
+            "CLUSTERLAB_BACKEND": "slurm",
+            "CLUSTERLAB_PROFILES": str(PROFILES),
+            "CLUSTERLAB_CREATE_UNIX_USERS": "1",
+            "CLUSTERLAB_POLL_INTERVAL": "1",
+        },
+        # answer a queued spawn request (202) after 3 s rather than 10, and read sinfo afresh
+        extra_config="c.JupyterHub.tornado_settings = {'slow_spawn_timeout': 3}\n"
+                     "c.SlurmClusterSpawner.availability_max_age = 1\n",
+    )
+    hub.start()
+    hub.tokens = {name: hub.add_user(name) for name in ("alice", "bob", "carol", "dora")}
+    yield hub
+    for user in hub.tokens:
+        cancel_jobs_of(user)
+    hub.stop()
+
+
+@pytest.fixture(autouse=True)
+def no_servers_left(request):
+    yield
+    if "hub" in request.fixturenames:
+        hub = request.getfixturevalue("hub")
+        if hub.proc:
+            for user in hub.tokens:
+                for name in list((hub.admin_api.get(f"{hub.url}/hub/api/users/{user}").json())["servers"]):
+                    hub.stop_server(hub.admin_api, user, name)
+
+
+# ----- what Slurm says --------------------------------------------------------------
+
+
+def squeue(user: str) -> list[dict]:
+    out = subprocess.run(
+        ["squeue", "--noheader", f"--user={user}", "--format=%i|%T|%r|%j"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    return [dict(zip(("id", "state", "reason", "name"), line.split("|"))) for line in out.splitlines()]
+
+
+def scontrol_job(job_id: str) -> dict:
+    out = subprocess.run(
+        ["scontrol", "show", "job", job_id], capture_output=True, text=True, check=True
+    ).stdout
+    return dict(re.findall(r"(\S+?)=(\S*)", out))
+
+
+def cancel_jobs_of(user: str) -> None:
+    subprocess.run(["scancel", f"--user={user}"], capture_output=True)
+
+
+def job_id_of(hub: Hub, user: str, server: str = "") -> str:
+    model = hub.admin_api.get(f"{hub.url}/hub/api/users/{user}").json()["servers"][server]
+    return model["state"]["job_id"]
+
+
+def server_environment(job_id: str) -> dict:
+    """The environment of the JupyterLab process of a job, from /proc."""
+    pids = subprocess.run(
+        ["scontrol", "listpids", job_id], capture_output=True, text=True, check=True
+    ).stdout.split()[5::5]  # the PID column, after the five-word header
+    for pid in pids:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"jupyterhub-singleuser" in cmdline:
+                raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+                return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+        except OSError:
+            continue
+    raise AssertionError(f"no JupyterLab process found in job {job_id} (pids {pids})")
+
+
+def progress_events(hub: Hub, user: str, until, timeout: float = 30) -> list[dict]:
+    """The spawn page's progress events, read until ``until(event)`` is true."""
+    api = hub.api(hub.tokens[user])
+    events = []
+    with api.get(f"{hub.url}/hub/api/users/{user}/server/progress", stream=True, timeout=timeout) as r:
+        assert r.status_code == 200, r.text
+        deadline = time.monotonic() + timeout
+        for line in r.iter_lines(decode_unicode=True):
+            if line and line.startswith("data:"):
+                events.append(json.loads(line[5:]))
+                if until(events[-1]) or events[-1].get("failed") or events[-1].get("ready"):
+                    return events
+            if time.monotonic() > deadline:
+                break
+    return events
+
+
+def spawn(hub: Hub, user: str, server: str = "", **options) -> dict:
+    api = hub.api(hub.tokens[user])
+    response = api.post(hub.server_url(user, server), json=options)
+    assert response.status_code in (201, 202), response.text
+    return hub.wait_ready(user, server, timeout=90)
+
+
+# ----- the tests -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "profile, hours, cpus, memory, gres, partition",
+    [
+        ("cpu-1", 1.5, "1", "1G", None, "cpu"),
+        ("cpu-2", 0.5, "2", "1.50G", None, "cpu"),
+        ("gpu-1", 1, "1", "1G", "gres:gpu:1", "gpu"),
+    ],
+)
+def test_each_size_is_a_slurm_job_of_that_size(hub, profile, hours, cpus, memory, gres, partition):
+    spawn(hub, "alice", profile=profile, hours=hours)
+    job_id = job_id_of(hub, "alice")
+    job = scontrol_job(job_id)
+    assert job["JobState"] == "RUNNING"
+    assert job["UserId"].startswith("alice(")
+    assert job["JobName"] == "clusterlab-alice"
+    assert job["NumCPUs"] == cpus
+    assert job["MinMemoryNode"] == memory
+    assert job["Partition"] == partition
+    expected_time = time.strftime("%H:%M:%S", time.gmtime(hours * 3600))
+    assert job["TimeLimit"] == expected_time
+    assert job.get("TresPerNode", "(null)") == (gres or "(null)")
+    assert job["StdOut"] == f"/home/alice/.clusterlab/logs/jupyterlab-default-{job_id}.log"
+
+    env = server_environment(job_id)
+    assert env["CLUSTERLAB_PROFILE"] == profile
+    assert env["HOME"] == "/home/alice" and env["USER"] == "alice"
+    if gres:
+        assert env["CUDA_VISIBLE_DEVICES"] in ("0", "1")
+    else:
+        assert not env.get("CUDA_VISIBLE_DEVICES")
+
+    # the server answers through the hub's proxy, as the user
+    status = hub.api(hub.tokens["alice"]).get(f"{hub.url}/user/alice/api/status")
+    assert status.status_code == 200
+
+    hub.stop_server(hub.api(hub.tokens["alice"]), "alice")
+    assert scontrol_job(job_id)["JobState"] in ("CANCELLED", "COMPLETED", "COMPLETING")
+    assert not [j for j in squeue("alice") if j["state"] in ("RUNNING", "PENDING")]
+
+
+@pytest.mark.parametrize(
+    "options, field",
+    [
+        ({"profile": "cpu-1", "gres": "gpu:2"}, "gres"),
+        ({"profile": "cpu-1", "partition": "gpu"}, "partition"),
+        ({"profile": "cpu-1", "options": "--gres=gpu:2"}, "options"),
+        ({"profile": "cpu-1", "cmd": "rm -rf ~"}, "cmd"),
+        ({"profile": "cpu-1", "hours": 100}, "hours"),
+        ({"profile": "gpu-8"}, "profile"),
+    ],
+)
+def test_smuggled_or_impossible_options_are_refused_and_nothing_is_submitted(hub, options, field):
+    response = hub.api(hub.tokens["bob"]).post(hub.server_url("bob"), json=options)
+    assert response.status_code == 400
+    assert f"({field})" in response.json()["message"]
+    assert squeue("bob") == []
+
+
+def test_the_form_shows_live_availability_from_sinfo(hub):
+    browser = hub.browser("carol", PASSWORD)
+    page = hub.spawn_form(browser)
+    assert re.search(r"\d of 2 cores", page) and re.search(r"\d of 2 GPUs", page)
+    eight = page[page.index('data-profile="gpu-8"'):]
+    eight = eight[:eight.index("</label>")]
+    assert "disabled" in eight and "cannot run here" in eight and "has 2 cores" in eight
+
+    spawn(hub, "alice", profile="cpu-2")  # both cores of the node
+    deadline = time.monotonic() + 15
+    while "0 of 2 cores" not in page and time.monotonic() < deadline:
+        time.sleep(0.5)
+        page = hub.spawn_form(browser)
+    assert "0 of 2 cores" in page
+    one_core = page[page.index('data-profile="cpu-1"'):]
+    assert "will queue: needs 1 cores" in one_core[:one_core.index("</label>")]
+
+
+def test_two_users_get_different_gpus_and_a_third_waits_and_is_told_why(hub):
+    spawn(hub, "alice", profile="gpu-1")
+    spawn(hub, "bob", profile="gpu-1")
+    gpus = {
+        server_environment(job_id_of(hub, user))["CUDA_VISIBLE_DEVICES"] for user in ("alice", "bob")
+    }
+    assert gpus == {"0", "1"}
+
+    response = hub.api(hub.tokens["carol"]).post(hub.server_url("carol"), json={"profile": "gpu-1"})
+    assert response.status_code == 202
+    events = progress_events(hub, "carol", until=lambda e: "pending" in e.get("message", ""))
+    waiting = events[-1]["message"]
+    assert "pending in partition gpu, position 1 of 1" in waiting
+    assert "waiting for free cores, memory or GPUs" in waiting  # Slurm's reason: Resources
+    assert squeue("carol")[0]["reason"] == "Resources"
+
+    alices_gpu = server_environment(job_id_of(hub, "alice"))["CUDA_VISIBLE_DEVICES"]
+    hub.stop_server(hub.api(hub.tokens["alice"]), "alice")
+    hub.wait_ready("carol", timeout=60)
+    assert server_environment(job_id_of(hub, "carol"))["CUDA_VISIBLE_DEVICES"] == alices_gpu
+
+
+def test_a_hub_restart_reconnects_to_the_running_job(hub):
+    spawn(hub, "alice", profile="cpu-1")
+    job_id = job_id_of(hub, "alice")
+    hub.restart()
+    model = hub.server_model("alice")
+    assert model and model["ready"]
+    assert job_id_of(hub, "alice") == job_id
+    assert scontrol_job(job_id)["JobState"] == "RUNNING"
+    assert hub.api(hub.tokens["alice"]).get(f"{hub.url}/user/alice/api/status").status_code == 200
+
+
+def test_an_outside_scancel_is_noticed(hub):
+    spawn(hub, "alice", profile="cpu-1")
+    subprocess.run(["scancel", job_id_of(hub, "alice")], check=True)
+    deadline = time.monotonic() + 20
+    while hub.server_model("alice") is not None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert hub.server_model("alice") is None
+
+
+def slurmctld(action: str) -> None:
+    if action == "stop":
+        subprocess.run(
+            ["start-stop-daemon", "--stop", "--retry", "10", "--exec", "/usr/sbin/slurmctld"],
+            check=True,
+        )
+    else:
+        subprocess.run(["/usr/sbin/slurmctld"], check=True)
+        deadline = time.monotonic() + 30
+        while subprocess.run(["scontrol", "ping"], capture_output=True).returncode != 0:
+            assert time.monotonic() < deadline, "slurmctld did not come back"
+            time.sleep(0.5)
+
+
+def test_a_slurmctld_outage_loses_no_server(hub):
+    spawn(hub, "alice", profile="cpu-1")
+    job_id = job_id_of(hub, "alice")
+    slurmctld("stop")
+    try:
+        time.sleep(12)  # about 12 polls (poll interval 1 s), every squeue failing
+        model = hub.server_model("alice")
+        assert model and model["ready"], "the hub dropped a live server while Slurm was down"
+    finally:
+        slurmctld("start")
+    time.sleep(3)  # polls again with Slurm back
+    assert job_id_of(hub, "alice") == job_id
+    assert hub.api(hub.tokens["alice"]).get(f"{hub.url}/user/alice/api/status").status_code == 200
+    assert "keeping the last known state" in hub.log_path.read_text()
+
+
+def test_the_job_can_report_its_port_and_nothing_else(hub):
+    spawn(hub, "alice", profile="cpu-1")
+    token = server_environment(job_id_of(hub, "alice"))["JUPYTERHUB_API_TOKEN"]
+    as_server = hub.api(token)
+    url = f"{hub.url}/hub/api/batchspawner"
+    # batchspawner's own handler would set these attributes on the hub's spawner
+    for body in ({"exec_prefix": "touch /tmp/owned"}, {"port": 1234, "ip": "evil.example"},
+                 {"port": "80"}, {"port": 70000}):
+        response = as_server.post(url, json=body)
+        assert response.status_code == 400, body
+    assert hub.api(hub.tokens["alice"]).get(f"{hub.url}/user/alice/api/status").status_code == 200
+
+
+def test_a_job_that_dies_shows_its_slurm_log_tail(hub):
+    # dora's own Jupyter config stops the server at start: the job ends before it answers
+    if subprocess.run(["id", "dora"], capture_output=True).returncode != 0:
+        subprocess.run(["useradd", "--create-home", "dora"], check=True)
+    jupyter = Path("/home/dora/.jupyter")
+    jupyter.mkdir(exist_ok=True)
+    (jupyter / "jupyter_server_config.py").write_text(
+        "import sys\nprint('dora-config: refusing to start', flush=True)\nsys.exit(3)\n"
+    )
+    try:
+        response = hub.api(hub.tokens["dora"]).post(hub.server_url("dora"), json={"profile": "cpu-1"})
+        assert response.status_code in (202, 500)  # 500: it failed within slow_spawn_timeout
+        events = progress_events(hub, "dora", until=lambda e: False, timeout=60)
+    finally:
+        (jupyter / "jupyter_server_config.py").unlink()
+    failed = events[-1]
+    assert failed.get("failed"), events
+    assert "ended before JupyterLab" in failed["message"]
+    assert "dora-config: refusing to start" in failed["message"]
+    assert "/home/dora/.clusterlab/logs/jupyterlab-default-" in failed["message"]
+    assert hub.server_model("dora") is None

@@ -133,7 +133,7 @@ def test_availability_says_what_fits_queues_or_never_fits():
     a = availability_from_nodes(nodes, sizes)
     assert (a.free_cpus, a.total_cpus, a.free_gpus, a.total_gpus) == (1, 2, 1, 2)
     assert "small" not in a.blocked and "gpu-1" not in a.blocked
-    assert a.blocked["two-cores"] == "needs 2 cores; at most 1 free now on a node of cpu"
+    assert a.blocked["two-cores"] == "needs 2 core(s); at most 1 free now on a node of cpu"
     assert a.blocked["gpu-2"] == "needs 2 GPU(s); 1 free now in partition gpu"
     assert "gpu-4" in a.blocked and "gpu-4" not in a.impossible
     assert "the largest node of partition gpu has 8 cores, 62 GB, 4 GPUs" in a.impossible["gpu-8"]

@@ -490,7 +490,7 @@ def _fit(profile: Profile, partition: str, members: list[NodeFree]) -> tuple[str
         return "", f"needs {profile.gpus} GPU(s); {free} free now in partition {partition}"
     if max(n.free_cpus for n in usable) < profile.cpus:
         free = max(n.free_cpus for n in usable)
-        return "", f"needs {profile.cpus} cores; at most {free} free now on a node of {partition}"
+        return "", f"needs {profile.cpus} core(s); at most {free} free now on a node of {partition}"
     return "", f"needs {profile.memory_gb:g} GB; not that much memory is free now in partition {partition}"
 
 

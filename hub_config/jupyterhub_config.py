@@ -25,7 +25,8 @@
 #                              (default: the GPUs nvidia-smi lists)
 #   CLUSTERLAB_IDLE_TIMEOUT    seconds of inactivity before a server is culled (3600)
 #   CLUSTERLAB_MAX_SERVERS_PER_USER, CLUSTERLAB_MAX_GPUS_PER_USER   quotas (3, 4; 0: none)
-#   CLUSTERLAB_PROFILES        instance sizes file (default: profiles.yaml beside this file)
+#   CLUSTERLAB_PROFILES        instance sizes file (default: profiles.yaml beside this file;
+#                              on slurm, /etc/clusterlab/profiles.yaml if `make slurm` wrote it)
 import os
 import sys
 from pathlib import Path
@@ -41,7 +42,10 @@ DATA = Path(os.environ.get("CLUSTERLAB_DATA_DIR", REPO / ".clusterlab")).resolve
 PORT = int(os.environ.get("CLUSTERLAB_PORT", "8000"))
 IP = os.environ.get("CLUSTERLAB_IP", "127.0.0.1")
 BACKEND = os.environ.get("CLUSTERLAB_BACKEND", "local")
-PROFILES = Path(os.environ.get("CLUSTERLAB_PROFILES", HERE / "profiles.yaml")).resolve()
+# `make slurm` writes sizes that fit its cluster's nodes to /etc/clusterlab/profiles.yaml
+SITE_PROFILES = Path("/etc/clusterlab/profiles.yaml")
+DEFAULT_PROFILES = SITE_PROFILES if BACKEND == "slurm" and SITE_PROFILES.exists() else HERE / "profiles.yaml"
+PROFILES = Path(os.environ.get("CLUSTERLAB_PROFILES", DEFAULT_PROFILES)).resolve()
 VENV_BIN = Path(sys.executable).parent  # the hub's virtual environment serves the users too
 
 (DATA / "hub").mkdir(parents=True, exist_ok=True)

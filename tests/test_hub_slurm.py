@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import pytest
-import requests
 from hub import Hub
 
 REPO = Path(__file__).resolve().parents[1]

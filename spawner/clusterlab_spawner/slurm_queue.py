@@ -153,7 +153,7 @@ async def run(argv: list[str], input: str | None = None, env: dict | None = None
         out, err = await asyncio.wait_for(
             proc.communicate(input.encode() if input is not None else None), timeout
         )
-    except asyncio.TimeoutError:
+    except TimeoutError:
         proc.kill()
         await proc.wait()
         return -9, "", f"{argv[0]} did not answer within {timeout:g} s"
@@ -243,7 +243,7 @@ def parse_sinfo(text: str) -> list[NodeFree]:
             continue
         name, partition, cpus_state, memory, alloc_mem, gres, gres_used, state = parts[:8]
         try:
-            allocated, idle, other, total = (int(x) for x in cpus_state.split("/"))
+            _, idle, _, total = (int(x) for x in cpus_state.split("/"))
             memory_mb, alloc_mb = int(memory), int(alloc_mem or 0)
         except ValueError:
             continue
@@ -300,5 +300,5 @@ class SlurmNodes:
         if self.nodes is None and task is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(task), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass

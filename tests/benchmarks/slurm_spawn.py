@@ -49,8 +49,8 @@ def main():
                 "local": (local, local.api(local.add_user("benchlocal")), "benchlocal"),
                 "slurm": (slurm, slurm.api(slurm.add_user("benchslurm")), "benchslurm"),
             }
-            for name, (hub, api, user) in sides.items():  # warm-up, not counted
-                time_spawn(hub, api, user)
+            for side in sides.values():  # warm-up, not counted
+                time_spawn(*side)
             ratios = []
             print(f"{'pair':>4} {'local s':>8} {'slurm s':>8} {'ratio':>6}")
             for i in range(args.pairs):

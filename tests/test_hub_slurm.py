@@ -13,11 +13,13 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 from hub import Hub
+from slurm_commands import calls, counting_bin
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILES = REPO / "tests" / "data" / "slurm-profiles.yaml"
@@ -50,8 +52,11 @@ def slurm():
 
 @pytest.fixture(scope="module")
 def hub(slurm, tmp_path_factory):
+    data = tmp_path_factory.mktemp("slurm-hub")
+    # the real Slurm commands, counted; in /tmp, where job users can reach them
+    commands = counting_bin(Path(tempfile.mkdtemp(prefix="clusterlab-test-slurm-bin-")))
     hub = Hub(
-        tmp_path_factory.mktemp("slurm-hub"),
+        data,
         env={
             "CLUSTERLAB_BACKEND": "slurm",
             "CLUSTERLAB_PROFILES": str(PROFILES),
@@ -60,14 +65,17 @@ def hub(slurm, tmp_path_factory):
         },
         # answer a queued spawn request (202) after 3 s rather than 10, and read sinfo afresh
         extra_config="c.JupyterHub.tornado_settings = {'slow_spawn_timeout': 3}\n"
-                     "c.SlurmClusterSpawner.availability_max_age = 1\n",
+                     "c.SlurmClusterSpawner.availability_max_age = 1\n"
+                     f"c.SlurmClusterSpawner.slurm_bin_dir = {str(commands)!r}\n",
     )
+    hub.commands = commands
     hub.start()
     hub.tokens = {name: hub.add_user(name) for name in ("alice", "bob", "carol", "dora")}
     yield hub
     for user in hub.tokens:
         cancel_jobs_of(user)
     hub.stop()
+    shutil.rmtree(commands, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
@@ -193,6 +201,9 @@ def test_each_size_is_a_slurm_job_of_that_size(hub, profile, hours, cpus, memory
     status = hub.api(hub.tokens["alice"]).get(f"{hub.url}/user/alice/api/status")
     assert status.status_code == 200
 
+    # batchspawner's start commits the deprecated shared Spawner.db; ours does not touch it
+    assert "Spawner.db is deprecated" not in hub.log_path.read_text()
+
     hub.stop_server(hub.api(hub.tokens["alice"]), "alice")
     assert scontrol_job(job_id)["JobState"] in ("CANCELLED", "COMPLETED", "COMPLETING")
     assert not [j for j in squeue("alice") if j["state"] in ("RUNNING", "PENDING")]
@@ -259,6 +270,17 @@ def test_two_users_get_different_gpus_and_a_third_waits_and_is_told_why(hub):
     assert "Server ready" in later[-1]
     hub.wait_ready("carol", timeout=60)
     assert server_environment(job_id_of(hub, "carol"))["CUDA_VISIBLE_DEVICES"] == alices_gpu
+
+
+def test_one_squeue_per_poll_interval_answers_every_server(hub):
+    spawn(hub, "alice", profile="cpu-1")
+    spawn(hub, "bob", profile="gpu-1")  # the node's two cores are taken
+    time.sleep(2)  # past the spawns' own fresh looks at the queue
+    before = calls(hub.commands, "squeue")
+    time.sleep(10)  # ten poll intervals of 1 s; each server is polled once in each
+    per_interval = (calls(hub.commands, "squeue") - before) / 10
+    # batchspawner runs one squeue per server per interval (2 here); ours one for all
+    assert 0.5 <= per_interval <= 1.1, per_interval
 
 
 def test_a_hub_restart_reconnects_to_the_running_job(hub):

@@ -290,13 +290,21 @@ class FixedSlurmSpawner(batchspawner.SlurmSpawner):
             return f"Slurm job {self.job_id}: node {job.first_node} is being prepared"
         return f"Slurm job {self.job_id} is {job.state.lower()}"
 
+    def progress_percent(self) -> int:
+        """How far along the spawn page's bar is: submitted, queued, running, answering."""
+        if self.port:
+            return 90
+        if self.state_isrunning():
+            return 60
+        return 30 if self.job_id else 10
+
     async def progress(self):
         shown = None
         while True:
             message = self.progress_message
             if message and message != shown:
                 shown = message
-                yield {"message": message}
+                yield {"message": message, "progress": self.progress_percent()}
             await asyncio.sleep(0.2)
 
     async def stop(self, now=False):

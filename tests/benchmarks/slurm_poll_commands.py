@@ -16,6 +16,7 @@ Needs root and a running Slurm (`make slurm`).
 import argparse
 import asyncio
 import subprocess
+import sys
 import tempfile
 import types
 from pathlib import Path
@@ -24,25 +25,8 @@ import batchspawner
 from clusterlab_spawner.slurm import FixedSlurmSpawner
 from jupyterhub.objects import Hub
 
-COUNTER = """#!/bin/sh
-echo "$@" >> {log}
-exec /usr/bin/{name} "$@"
-"""
-
-
-def counting_bin(folder: Path) -> Path:
-    """A folder whose squeue counts its calls into folder/calls.log."""
-    for name in ("squeue", "scancel", "sinfo", "sbatch"):
-        path = folder / name
-        path.write_text(COUNTER.format(log=folder / "calls.log", name=name))
-        path.chmod(0o755)
-    return folder
-
-
-def calls(folder: Path) -> int:
-    log = folder / "calls.log"
-    return len(log.read_text().splitlines()) if log.exists() else 0
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from slurm_commands import calls, counting_bin  # noqa: E402
 
 async def poll_for(spawners, intervals: int, interval: float) -> None:
     """Each spawner polls once per interval, the spawners spread evenly over it."""

@@ -247,9 +247,7 @@ class FixedSlurmSpawner(batchspawner.SlurmSpawner):
     # ----- start, stop, progress --------------------------------------------------------
 
     async def start(self):
-        self.port = 0
-        if self.server:
-            self.server.port = 0
+        self.port = 0  # until the job reports the one it picked on its node
         self.progress_message = "Submitting the Slurm job"
         await self.prepare_submission()
         await self.submit_batch_script()

@@ -1,0 +1,161 @@
+"""Where jobs run: local processes or Slurm batch jobs. Small translators.
+
+Both run the same ``job.sh`` the service writes (every value in it quoted, no
+user text), and both learn how a job ended the same way: the script writes its
+exit status to ``exit_code`` in the job folder, and a cancel leaves a
+``cancelled`` mark first. So a job's end is known even after the scheduler has
+forgotten it, or after the JupyterLab that started it was restarted.
+
+- :class:`LocalBackend`: a detached process group (its own session), tracked
+  by pid and start time so that a restart of JupyterLab neither loses nor
+  kills it, and a reused pid is not mistaken for it.
+- :class:`SlurmBackend`: ``sbatch --parsable``; one ``squeue`` per poll for
+  all jobs (the parser is the hub's, ``clusterlab_spawner.slurm_queue``); ``scancel``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import psutil
+from clusterlab_spawner.slurm_queue import SQUEUE_FORMAT, parse_squeue, reason_in_words
+
+from .store import Job, utcnow
+
+
+class BackendError(RuntimeError):
+    """The scheduler refused or failed; the message says what it said."""
+
+
+def ended_status(folder: Path, fallback_reason: str = "") -> dict:
+    """How a job that no longer runs ended, from the marks in its folder."""
+    folder = Path(folder)
+    changes: dict = {"end_time": utcnow()}
+    code_file = folder / "exit_code"
+    code = None
+    if code_file.exists():
+        try:
+            code = int(code_file.read_text().strip())
+        except ValueError:
+            code = None
+    changes["exit_code"] = code
+    if (folder / "cancelled").exists():
+        changes.update(status="cancelled", reason="cancelled by the user")
+    elif code == 0:
+        changes.update(status="completed", reason="")
+    elif code is not None:
+        changes.update(status="failed", reason=f"exited with status {code}")
+    else:
+        changes.update(status="failed", reason=fallback_reason or "ended without an exit status (killed?)")
+    return changes
+
+
+class LocalBackend:
+    name = "local"
+
+    def directives(self, job: Job, log_path: Path, choice) -> list[str]:
+        return []  # the process gets the size through its environment (threads, GPUs)
+
+    def submit(self, job: Job, script: Path, log_path: Path, env: dict) -> str:
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(
+                ["/bin/bash", str(script)], stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True, env=env, cwd=script.parent,
+            )
+        return f"{proc.pid}:{psutil.Process(proc.pid).create_time():.3f}"
+
+    @staticmethod
+    def _process(scheduler_id: str) -> psutil.Process | None:
+        pid, _, created = scheduler_id.partition(":")
+        try:
+            proc = psutil.Process(int(pid))
+            if abs(proc.create_time() - float(created)) > 0.01:
+                return None  # the pid was reused by another process
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                os.waitpid(proc.pid, os.WNOHANG)  # our child: reap it
+                return None
+            return proc
+        except (psutil.NoSuchProcess, ValueError, ChildProcessError):
+            return None
+
+    def statuses(self, jobs: list[Job]) -> dict[str, dict]:
+        changes = {}
+        for job in jobs:
+            if self._process(job.scheduler_id) is not None:
+                if job.status != "running":
+                    changes[job.id] = {"status": "running", "node": os.uname().nodename,
+                                       "start_time": job.start_time or utcnow()}
+            else:
+                changes[job.id] = ended_status(job.folder)
+        return changes
+
+    def cancel(self, job: Job) -> None:
+        proc = self._process(job.scheduler_id)
+        if proc is None:
+            return
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            psutil.wait_procs([proc], timeout=5)
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            pass
+
+
+class SlurmBackend:
+    name = "slurm"
+
+    def __init__(self, bin_dir: str = "/usr/bin"):
+        self.bin_dir = bin_dir
+        self.commands_run = 0  # scheduler calls, for tests and benchmarks
+
+    def _run(self, argv: list[str], timeout: float = 30) -> subprocess.CompletedProcess:
+        self.commands_run += 1
+        try:
+            return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return subprocess.CompletedProcess(argv, 1, "", str(e))
+
+    def directives(self, job: Job, log_path: Path, choice) -> list[str]:
+        from clusterlab_spawner.slurm_directives import job_name, sbatch_directives
+
+        return sbatch_directives(choice, job_name(os.environ.get("USER", "user"), job.name), str(log_path))
+
+    def submit(self, job: Job, script: Path, log_path: Path, env: dict) -> str:
+        result = self._run([f"{self.bin_dir}/sbatch", "--parsable", str(script)])
+        if result.returncode != 0:
+            raise BackendError(f"Slurm refused the job: {result.stderr.strip() or result.stdout.strip()}")
+        return result.stdout.strip().splitlines()[-1].split(";")[0]
+
+    def statuses(self, jobs: list[Job]) -> dict[str, dict]:
+        """One squeue for every job; a failing squeue changes nothing."""
+        if not jobs:
+            return {}
+        result = self._run([f"{self.bin_dir}/squeue", "--noheader", "--states=all", f"--format={SQUEUE_FORMAT}"])
+        if result.returncode != 0:
+            return {}  # Slurm not answering: keep what we knew
+        known = parse_squeue(result.stdout)
+        changes = {}
+        for job in jobs:
+            seen = known.get(job.scheduler_id)
+            if seen is not None and seen.pending:
+                change = {"status": "queued", "reason": reason_in_words(seen.reason)}
+            elif seen is not None and seen.running:
+                change = {"status": "running", "node": seen.first_node, "reason": "",
+                          "start_time": job.start_time or utcnow()}
+            else:
+                reason = f"Slurm says {seen.state}" if seen is not None else "no longer known to Slurm"
+                change = ended_status(job.folder, reason)
+                if seen is not None and seen.state in ("TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED"):
+                    change.update(status="failed", reason=f"Slurm: {seen.state.lower().replace('_', ' ')}")
+            if any(getattr(job, key) != value for key, value in change.items() if key != "start_time"):
+                changes[job.id] = change
+        return changes
+
+    def cancel(self, job: Job) -> None:
+        result = self._run([f"{self.bin_dir}/scancel", job.scheduler_id])
+        if result.returncode != 0 and "Invalid job id" not in result.stderr:
+            raise BackendError(f"scancel failed: {result.stderr.strip()}")

@@ -1,0 +1,372 @@
+"""The job service: a template plus parameters becomes a cluster job, tracked.
+
+Used by the REST API and by the ``clusterlab`` CLI alike, so both give the
+same answers and the same errors. Creating a job goes:
+
+validate (template, name, parameters against the template's JSON Schema, paths
+inside the user's roots, size) -> make the job folder under a temporary name
+(``job.json``, ``params.json``, a size-capped snapshot of the workspace code,
+``output/``, ``job.sh``) -> rename it into place -> submit -> record it.
+
+Anything refused is refused before the folder exists; a scheduler that refuses
+leaves no folder and no record. Parameters reach the job only as
+``params.json``: nothing a user typed is ever put on a command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import re
+import secrets
+import shlex
+import shutil
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from clusterlab_spawner.options import OptionsError, validate_user_options
+from clusterlab_spawner.profiles import Profile, load_profiles
+
+from .backends import BackendError, LocalBackend, SlurmBackend
+from .registry import Registry, Template
+from .store import FINAL, STATUSES, Job, JobStore, dumps, utcnow
+
+NAME_RULE = re.compile(r"^[A-Za-z0-9_]+$")
+MAX_PARAMS_BYTES = 64 * 1024
+
+# what the code snapshot leaves out: data, checkpoints, outputs, environments
+SNAPSHOT_SUFFIXES = {".py", ".ipynb", ".sh", ".yaml", ".yml", ".json", ".toml", ".cfg", ".ini", ".txt", ".md", ".r"}
+SNAPSHOT_SKIP_DIRS = {
+    "data", "datasets", "checkpoints", "output", "outputs", "runs", "logs", "wandb", "mlruns",
+    "node_modules", "__pycache__", "venv", "env", "site-packages",
+}
+
+
+class JobError(Exception):
+    """A refused request: ``status`` is the HTTP status, ``field`` the field at fault."""
+
+    def __init__(self, status: int, message: str, field: str = ""):
+        super().__init__(message)
+        self.status, self.message, self.field = status, message, field
+
+    def to_json(self) -> dict:
+        return {"error": self.message, "field": self.field}
+
+
+@dataclasses.dataclass
+class Settings:
+    """Where things are; the server extension and the CLI fill it the same way."""
+
+    jobs_root: Path
+    workspace: Path
+    template_paths: list[Path]
+    profiles_file: Path
+    backend: str = "local"
+    extra_roots: list[Path] = dataclasses.field(default_factory=list)
+    snapshot_max_bytes: int = 20 * 1024 * 1024
+    slurm_bin_dir: str = "/usr/bin"
+
+    @classmethod
+    def from_environment(cls, **overrides) -> Settings:
+        """Defaults shared by the extension and the CLI (environment set by the hub)."""
+        home = Path(os.environ.get("HOME", Path.home()))
+        package = Path(__file__).resolve().parent
+        shipped = package / "templates" if (package / "templates").is_dir() else package.parents[1] / "templates"
+        site = Path(os.environ.get("CLUSTERLAB_SITE_TEMPLATES", "/etc/clusterlab/templates"))
+        repo_profiles = package.parents[1] / "hub_config" / "profiles.yaml"
+        backend = os.environ.get("CLUSTERLAB_JOB_BACKEND") or ("slurm" if os.environ.get("SLURM_JOB_ID") else "local")
+        values = dict(
+            jobs_root=Path(os.environ.get("CLUSTERLAB_JOBS_ROOT", home / ".clusterlab" / "jobs")),
+            workspace=Path(os.environ.get("CLUSTERLAB_WORKSPACE", home)),
+            template_paths=[shipped, site, home / ".clusterlab" / "templates"],
+            profiles_file=Path(os.environ.get("CLUSTERLAB_PROFILES", repo_profiles)),
+            backend=backend,
+        )
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+def environment_record() -> dict:
+    """What the job ran with: Python, platform, and a digest of the installed packages."""
+    packages = sorted(f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions() if d.metadata["Name"])
+    return {
+        "python": platform.python_version(),
+        "executable": sys.executable,
+        "platform": platform.platform(),
+        "packages_sha256": hashlib.sha256("\n".join(packages).encode()).hexdigest(),
+        "packages_count": len(packages),
+    }
+
+
+class JobService:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.settings.jobs_root.mkdir(parents=True, exist_ok=True)
+        self.store = JobStore(settings.jobs_root / "jobs.sqlite")
+        self.registry = Registry.load(settings.template_paths)
+        self.backend = SlurmBackend(settings.slurm_bin_dir) if settings.backend == "slurm" else LocalBackend()
+        self._environment: dict | None = None
+
+    # ----- what can be run --------------------------------------------------------------
+
+    @property
+    def profiles(self) -> dict[str, Profile]:
+        return {p.id: p for p in load_profiles(self.settings.profiles_file)}
+
+    def template(self, template_id: Any, field: str = "template") -> Template:
+        template = self.registry.templates.get(template_id) if isinstance(template_id, str) else None
+        if template is None:
+            known = ", ".join(sorted(self.registry.templates)) or "none"
+            raise JobError(404 if field == "id" else 400,
+                           f"unknown template {str(template_id)[:60]!r}: known ones are {known}", field)
+        return template
+
+    @property
+    def roots(self) -> list[Path]:
+        return [self.settings.workspace.resolve(), *(r.resolve() for r in self.settings.extra_roots)]
+
+    def resolve_path(self, value: str) -> Path:
+        """A path parameter, resolved; JobError unless it exists inside the user's roots."""
+        path = (self.settings.workspace / value).resolve()
+        if not any(path == root or root in path.parents for root in self.roots):
+            raise ValueError(f"{value} is outside your workspace ({self.settings.workspace})")
+        if not path.exists():
+            raise ValueError(f"{value} does not exist in your workspace")
+        return path
+
+    # ----- validation -------------------------------------------------------------------
+
+    def validate(self, request: Any) -> tuple[Template, str, dict, Any]:
+        if not isinstance(request, dict):
+            raise JobError(400, "the body must be a JSON object with template, name, params and profile")
+        unknown = sorted(set(request) - {"template", "name", "params", "profile", "hours"})
+        if unknown:
+            raise JobError(400, f"unknown field {unknown[0]!r}", unknown[0])
+        template = self.template(request.get("template"))
+        name = request.get("name")
+        if not isinstance(name, str) or not NAME_RULE.match(name) or len(name) > 100:
+            raise JobError(400, "name must be 1-100 letters, digits or underscores (A-Z, a-z, 0-9, _)", "name")
+        params = request.get("params", {})
+        if not isinstance(params, dict):
+            raise JobError(400, "params must be a JSON object", "params")
+        if len(json.dumps(params)) > MAX_PARAMS_BYTES:
+            raise JobError(413, f"params are larger than {MAX_PARAMS_BYTES // 1024} KB", "params")
+        params = {**template.defaults(), **params}
+        self._check_params(template, params)
+        choice = self._choice(template, request.get("profile"), request.get("hours"))
+        return template, name, params, choice
+
+    def _check_params(self, template: Template, params: dict) -> None:
+        checker = jsonschema.FormatChecker()
+
+        @checker.checks("path", raises=ValueError)
+        def _path(value):
+            return not isinstance(value, str) or bool(self.resolve_path(value))
+
+        validator = jsonschema.Draft202012Validator(template.parameters, format_checker=checker)
+        error = jsonschema.exceptions.best_match(validator.iter_errors(params))
+        if error is None:
+            return
+        where = ".".join(str(p) for p in error.absolute_path)
+        if error.validator == "required":
+            where = re.findall(r"'([^']+)' is a required", error.message)[0]
+        elif error.validator == "additionalProperties":
+            extra = re.findall(r"'([^']+)'", error.message)
+            where = extra[0] if extra else where
+        cause = error.cause if isinstance(error.cause, ValueError) else None
+        message = str(cause) if cause else error.message
+        field = f"params.{where}" if where else "params"
+        raise JobError(400, f"{where or 'params'}: {message}", field)
+
+    def _choice(self, template: Template, profile: Any, hours: Any):
+        profiles = self.profiles
+        if profile is None:
+            profile = template.default_profile if template.default_profile in profiles else None
+            profile = profile or os.environ.get("CLUSTERLAB_PROFILE") or next(iter(profiles))
+        try:
+            return validate_user_options({"profile": profile, "hours": hours}, profiles)
+        except OptionsError as e:
+            raise JobError(400, e.message, e.field or "profile") from None
+
+    # ----- creating a job ---------------------------------------------------------------
+
+    def submit(self, request: Any, rerun_of: str | None = None) -> Job:
+        template, name, params, choice = self.validate(request)
+        job_id = f"{utcnow():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+        root = self.settings.jobs_root
+        staging, folder = root / f".staging-{job_id}", root / job_id
+        job = Job(
+            id=job_id, name=name, template=template.id, template_version=template.version,
+            params=params, profile=choice.profile.id, hours=choice.hours,
+            backend=self.backend.name, folder=str(folder), status="queued", rerun_of=rerun_of,
+            submit_time=utcnow(),
+        )
+        try:
+            self._write_folder(staging, folder, job, template, choice)
+            staging.rename(folder)
+            env = self._job_environment(folder, choice)
+            job.scheduler_id = self.backend.submit(job, folder / "job.sh", folder / "log.txt", env)
+        except BackendError as e:
+            shutil.rmtree(staging, ignore_errors=True)
+            shutil.rmtree(folder, ignore_errors=True)
+            raise JobError(502, str(e), "profile") from None
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        self.store.add(job)
+        return job
+
+    def _write_folder(self, staging: Path, folder: Path, job: Job, template: Template, choice) -> None:
+        (staging / "output").mkdir(parents=True)
+        snapshot = self._snapshot(staging / "code")
+        if self._environment is None:
+            self._environment = environment_record()
+        record = {
+            **{k: v for k, v in job.to_json().items() if k not in ("status", "scheduler_id", "reason", "node")},
+            "size": choice.profile.summary, "command": template.command(),
+            "environment": self._environment, "snapshot": snapshot,
+        }
+        (staging / "job.json").write_text(dumps(record))
+        (staging / "params.json").write_text(dumps(job.params))
+        directives = self.backend.directives(job, folder / "log.txt", choice)
+        (staging / "job.sh").write_text(self._script(folder, template, directives))
+
+    @staticmethod
+    def _script(folder: Path, template: Template, directives: list[str]) -> str:
+        """The batch script: our paths and the template's argv, every word quoted."""
+        q = shlex.quote
+        return "\n".join([
+            "#!/bin/bash",
+            *directives,
+            f"cd {q(str(folder / 'output'))} || exit 1",
+            f"echo \"ClusterLab job $CLUSTERLAB_JOB_ID ({q(template.id)}) on $(hostname)\"",
+            shlex.join(template.command()),
+            "status=$?",
+            f"echo $status > {q(str(folder / 'exit_code.tmp'))} && mv {q(str(folder / 'exit_code.tmp'))} "
+            f"{q(str(folder / 'exit_code'))}",
+            "exit $status",
+            "",
+        ])
+
+    def _job_environment(self, folder: Path, choice) -> dict:
+        threads = str(choice.profile.cpus)
+        env = {
+            **os.environ,
+            "CLUSTERLAB_JOB_ID": folder.name,
+            "CLUSTERLAB_JOB_DIR": str(folder),
+            "CLUSTERLAB_PARAMS": str(folder / "params.json"),
+            "CLUSTERLAB_CODE": str(folder / "code"),
+            "CLUSTERLAB_OUTPUT": str(folder / "output"),
+            "CLUSTERLAB_WORKSPACE": str(self.settings.workspace),
+            "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+        }
+        # the server's own Jupyter and hub credentials are not the job's business
+        for key in [k for k in env if k.startswith(("JUPYTERHUB_", "JPY_"))]:
+            del env[key]
+        return env
+
+    def _snapshot(self, target: Path) -> dict:
+        """Copy the workspace's code (not data, not checkpoints), up to the size cap."""
+        workspace = self.settings.workspace.resolve()
+        jobs_root = self.settings.jobs_root.resolve()
+        budget, copied, skipped = self.settings.snapshot_max_bytes, 0, 0
+        target.mkdir(parents=True, exist_ok=True)
+        for dirpath, dirnames, filenames in os.walk(workspace):
+            here = Path(dirpath)
+            dirnames[:] = sorted(
+                d for d in dirnames
+                if not d.startswith(".") and d.lower() not in SNAPSHOT_SKIP_DIRS and (here / d).resolve() != jobs_root
+            )
+            for filename in sorted(filenames):
+                source = here / filename
+                if source.suffix.lower() not in SNAPSHOT_SUFFIXES or filename.startswith("."):
+                    continue
+                try:
+                    size = source.stat().st_size
+                except OSError:
+                    continue
+                if size > min(budget, 1024 * 1024):
+                    skipped += 1
+                    continue
+                destination = target / source.relative_to(workspace)
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, destination)
+                budget -= size
+                copied += 1
+        return {"files": copied, "bytes": self.settings.snapshot_max_bytes - budget, "skipped_large": skipped}
+
+    # ----- following jobs ---------------------------------------------------------------
+
+    def get(self, job_id: str) -> Job:
+        job = self.store.get(job_id) if isinstance(job_id, str) else None
+        if job is None:
+            raise JobError(404, f"no job {str(job_id)[:64]!r}", "id")
+        return job
+
+    def list(self, status: str | None = None, template: str | None = None, limit: int = 100, offset: int = 0):
+        if status and status not in STATUSES:
+            raise JobError(400, f"status must be one of {', '.join(STATUSES)}", "status")
+        if not (1 <= limit <= 1000):
+            raise JobError(400, "limit must be from 1 to 1000", "limit")
+        if offset < 0:
+            raise JobError(400, "offset must be 0 or more", "offset")
+        return self.store.list(status, template, limit, offset)
+
+    def refresh(self) -> int:
+        """Ask the backend once about every unfinished job; returns how many changed."""
+        changes = self.backend.statuses(self.store.unfinished())
+        for job_id, change in changes.items():
+            self.store.update(job_id, **change)
+        return len(changes)
+
+    def cancel(self, job_id: str) -> Job:
+        job = self.get(job_id)
+        if job.final:
+            raise JobError(409, f"job {job_id} has already ended ({job.status})", "id")
+        (Path(job.folder) / "cancelled").touch()
+        try:
+            self.backend.cancel(job)
+        except BackendError as e:
+            raise JobError(502, str(e), "id") from None
+        self.refresh()
+        return self.get(job_id)
+
+    def rerun(self, job_id: str, changes: Any) -> Job:
+        job = self.get(job_id)
+        if not isinstance(changes, dict):
+            raise JobError(400, "the body must be a JSON object", "")
+        unknown = sorted(set(changes) - {"params", "name", "profile", "hours"})
+        if unknown:
+            raise JobError(400, f"unknown field {unknown[0]!r}", unknown[0])
+        new_params = changes.get("params", {})
+        if not isinstance(new_params, dict):
+            raise JobError(400, "params must be a JSON object", "params")
+        request = {
+            "template": job.template, "name": changes.get("name", job.name),
+            "params": {**job.params, **new_params},
+            "profile": changes.get("profile", job.profile), "hours": changes.get("hours", job.hours),
+        }
+        return self.submit(request, rerun_of=job.id)
+
+    def log(self, job_id: str, offset: int = 0, limit: int = 1024 * 1024) -> dict:
+        job = self.get(job_id)
+        if offset < 0:
+            raise JobError(400, "offset must be 0 or more", "offset")
+        path = Path(job.folder) / "log.txt"
+        text, end = "", offset
+        try:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                data = f.read(limit)
+                end = offset + len(data)
+                text = data.decode(errors="replace")
+        except FileNotFoundError:
+            pass
+        return {"id": job.id, "offset": end, "text": text, "status": job.status, "done": job.status in FINAL}

@@ -25,6 +25,7 @@ import secrets
 import shlex
 import shutil
 import sys
+import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,7 @@ class JobService:
         self.registry = Registry.load(settings.template_paths)
         self.backend = SlurmBackend(settings.slurm_bin_dir) if settings.backend == "slurm" else LocalBackend()
         self._environment: dict | None = None
+        self._refreshed_at = float("-inf")
 
     # ----- what can be run --------------------------------------------------------------
 
@@ -319,8 +321,14 @@ class JobService:
             raise JobError(400, "offset must be 0 or more", "offset")
         return self.store.list(status, template, limit, offset)
 
+    def refresh_if_older(self, max_age: float) -> None:
+        """Refresh unless the last look at the scheduler is younger than ``max_age`` seconds."""
+        if time.monotonic() - self._refreshed_at >= max_age:
+            self.refresh()
+
     def refresh(self) -> int:
         """Ask the backend once about every unfinished job; returns how many changed."""
+        self._refreshed_at = time.monotonic()
         changes = self.backend.statuses(self.store.unfinished())
         for job_id, change in changes.items():
             self.store.update(job_id, **change)

@@ -1,0 +1,63 @@
+"""The ``clusterlab`` jupyter_server extension: the job service inside each JupyterLab.
+
+Configured by traitlets (``c.ClusterLabApp.backend = "slurm"`` and so on);
+unset, each value comes from the environment the hub gives the server (see
+:meth:`~.service.Settings.from_environment`), so the CLI in a terminal of the
+same server finds the same jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Float, List, Unicode
+
+from .handlers import handlers
+from .service import JobService, Settings
+
+
+class ClusterLabApp(ExtensionApp):
+    name = "clusterlab"
+
+    backend = Unicode("", config=True, help="Where jobs run: local or slurm (default: slurm inside a Slurm job).")
+    jobs_root = Unicode("", config=True, help="Folder of job folders and the job store (~/.clusterlab/jobs).")
+    template_paths = List(Unicode(), config=True, help="Extra template folders, after the shipped and site ones.")
+    profiles_file = Unicode("", config=True, help="Instance sizes (default: the hub's, from CLUSTERLAB_PROFILES).")
+    poll_interval = Float(5, config=True, help="Seconds between looks at the scheduler for unfinished jobs.")
+
+    _poller: asyncio.Task | None = None
+
+    def initialize_settings(self):
+        settings = Settings.from_environment(
+            backend=self.backend or None,
+            jobs_root=Path(self.jobs_root) if self.jobs_root else None,
+            profiles_file=Path(self.profiles_file) if self.profiles_file else None,
+            workspace=Path(self.serverapp.root_dir),
+        )
+        settings.template_paths += [Path(p) for p in self.template_paths]
+        self.service = JobService(settings)
+        self.settings["clusterlab_service"] = self.service
+        self.settings["clusterlab_poll_interval"] = self.poll_interval
+        self.log.info("ClusterLab jobs: %s backend, %d templates, store in %s",
+                      settings.backend, len(self.service.registry.templates), settings.jobs_root)
+
+    def initialize_handlers(self):
+        # ExtensionApp puts the server's base URL in front
+        self.handlers.extend(handlers("/clusterlab/api"))
+
+    async def _start_jupyter_server_extension(self, serverapp):
+        self._poller = asyncio.ensure_future(self._poll())
+
+    async def _poll(self):
+        while True:
+            try:
+                await asyncio.to_thread(self.service.refresh)
+            except Exception:  # a bad poll must not end polling
+                self.log.exception("ClusterLab: polling jobs failed")
+            await asyncio.sleep(self.poll_interval)
+
+    async def stop_extension(self):
+        if self._poller:
+            self._poller.cancel()

@@ -1,0 +1,526 @@
+"""The ``clusterlab`` command: cluster jobs from a JupyterLab terminal or over SSH.
+
+It drives the same :class:`~clusterlab_server.service.JobService` as the REST
+API (same store, same templates, same validation, same errors), so a job
+submitted here shows in the web job list and the other way round::
+
+    clusterlab templates                      # what can be run
+    clusterlab templates python-script        # its parameters
+    clusterlab submit python-script --name try_1 -p script=train.py -p args=--epochs,3 --follow
+    clusterlab jobs --status running
+    clusterlab logs 20250101-120000-abcdef -f
+    clusterlab cancel 20250101-120000-abcdef
+    clusterlab rerun 20250101-120000-abcdef -p args=--epochs,10
+
+``-p KEY=VALUE`` is read by the template's JSON Schema type of KEY: integer,
+number, boolean (true/false), null, array (comma-separated, or a JSON array),
+object (JSON), string (as is). A key the template does not have is passed as
+text, so the service refuses it and names it. Nothing is ever run through a
+shell: values reach the job only in its ``params.json``.
+
+Where things are comes from the environment the hub sets (``Settings.from_environment``);
+``--jobs-root``, ``--workspace``, ``--profiles``, ``--backend`` and ``--templates``
+(an extra template folder, searched last) override it.
+
+Exit status (for scripts):
+  0  success
+  1  the followed job (submit/rerun --follow, logs -f) ended failed or cancelled
+  2  bad input: a refused request (400, 413, 422) or a command-line usage error
+  3  not found (404): no such job or template
+  4  conflict (409): e.g. cancelling a job that has already ended
+  5  the scheduler or the system failed (5xx, or the jobs folder cannot be used)
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from .registry import Template
+from .service import JobError, JobService, Settings
+from .store import STATUSES, Job
+
+EXIT_OK, EXIT_JOB_FAILED, EXIT_BAD_INPUT, EXIT_NOT_FOUND, EXIT_CONFLICT, EXIT_SCHEDULER = 0, 1, 2, 3, 4, 5
+EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 130, 141
+
+EPILOG = """\
+exit status:
+  0  success
+  1  the followed job (submit/rerun --follow, logs -f) ended failed or cancelled
+  2  bad input: a refused request (400, 413, 422) or a command-line usage error
+  3  not found (404): no such job or template
+  4  conflict (409): e.g. cancelling a job that has already ended
+  5  the scheduler or the system failed (5xx, or the jobs folder cannot be used)
+"""
+
+POLL_SECONDS = 0.5
+DEFAULT_LIMIT = 50
+
+
+def exit_code(status: int) -> int:
+    """A JobError's HTTP status -> the exit status scripts rely on."""
+    if status == 404:
+        return EXIT_NOT_FOUND
+    if status == 409:
+        return EXIT_CONFLICT
+    if status >= 500:
+        return EXIT_SCHEDULER
+    return EXIT_BAD_INPUT
+
+
+# ----- -p KEY=VALUE -----------------------------------------------------------------------
+
+
+def key_value(text: str) -> tuple[str, str]:
+    """argparse type of ``-p``: split at the first ``=``."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text[:60]!r}")
+    return key.strip(), value
+
+
+def _bad(key: str, expected: str, raw: str) -> JobError:
+    return JobError(400, f"expected {expected}, got {raw[:60]!r}", f"params.{key}")
+
+
+def _as_integer(key: str, raw: str) -> int:
+    try:
+        return int(raw.strip())
+    except ValueError:
+        raise _bad(key, "an integer", raw) from None
+
+
+def _as_number(key: str, raw: str) -> int | float:
+    try:
+        return int(raw.strip())
+    except ValueError:
+        pass
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise _bad(key, "a number", raw) from None
+    if not math.isfinite(value):
+        raise _bad(key, "a finite number", raw)
+    return value
+
+
+def _as_boolean(key: str, raw: str) -> bool:
+    word = raw.strip().lower()
+    if word not in ("true", "false"):
+        raise _bad(key, "true or false", raw)
+    return word == "true"
+
+
+def _as_null(key: str, raw: str) -> None:
+    if raw.strip() != "null":
+        raise _bad(key, "null", raw)
+
+
+def _as_json(key: str, raw: str, kind: type, expected: str) -> Any:
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise _bad(key, expected, raw) from None
+    if not isinstance(value, kind):
+        raise _bad(key, expected, raw)
+    return value
+
+
+def _as_array(key: str, raw: str, spec: dict) -> list:
+    if raw.lstrip().startswith("["):
+        return _as_json(key, raw, list, "a JSON array")
+    items = raw.split(",") if raw else []
+    item_spec = spec.get("items")
+    if isinstance(item_spec, dict) and item_spec.get("type") not in (None, "string"):
+        return [convert_value(f"{key}.{i}", item, item_spec) for i, item in enumerate(items)]
+    return items
+
+
+def convert_value(key: str, raw: str, spec: Any) -> Any:
+    """One ``-p`` value, typed by its JSON Schema (``spec``); JobError if it cannot be."""
+    declared = spec.get("type") if isinstance(spec, dict) else None
+    types = [declared] if isinstance(declared, str) else [t for t in declared or [] if isinstance(t, str)]
+    if not types:
+        return raw  # no declared type: the schema judges the text
+    # in a union, a typed reading wins over plain text ("5" is 5 for ["integer", "string"])
+    ordered = [t for t in types if t != "string"] + (["string"] if "string" in types else [])
+    converters = {
+        "integer": lambda: _as_integer(key, raw),
+        "number": lambda: _as_number(key, raw),
+        "boolean": lambda: _as_boolean(key, raw),
+        "null": lambda: _as_null(key, raw),
+        "array": lambda: _as_array(key, raw, spec),
+        "object": lambda: _as_json(key, raw, dict, "a JSON object"),
+        "string": lambda: raw,
+    }
+    first_error = None
+    for kind in ordered:
+        if kind not in converters:
+            continue
+        try:
+            return converters[kind]()
+        except JobError as e:
+            first_error = first_error or e
+    if len(ordered) > 1 or first_error is None:
+        raise _bad(key, " or ".join(ordered) or "a value", raw)
+    raise first_error
+
+
+def convert_params(pairs: list[tuple[str, str]] | None, template: Template | None) -> dict:
+    """``-p`` pairs -> the params object; a later ``-p`` for the same key wins."""
+    properties = template.parameters.get("properties", {}) if template is not None else {}
+    params: dict[str, Any] = {}
+    for key, raw in pairs or []:
+        spec = properties.get(key) if isinstance(properties, dict) else None
+        params[key] = convert_value(key, raw, spec) if spec is not None else raw
+    return params
+
+
+# ----- output -----------------------------------------------------------------------------
+
+
+def clean(value: Any) -> str:
+    """One table cell: no newlines or control characters from YAML or elsewhere."""
+    text = "" if value is None else str(value)
+    return " ".join("".join(c if c.isprintable() else " " for c in text).split())
+
+
+def print_table(headers: list[str], rows: list[list[Any]], out: TextIO) -> None:
+    cells = [[clean(c) for c in row] for row in rows]
+    widths = [max([len(h), *(len(row[i]) for row in cells)]) for i, h in enumerate(headers)]
+    for row in [headers, *cells]:
+        out.write("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() + "\n")
+
+
+def print_json(data: Any, out: TextIO) -> None:
+    out.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def local_time(value: datetime.datetime | None) -> str:
+    if value is None:
+        return ""
+    if value.tzinfo is None:  # SQLite drops the zone; the store only holds UTC
+        value = value.replace(tzinfo=datetime.timezone.utc)
+    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def schema_type(spec: dict) -> str:
+    declared = spec.get("type")
+    text = "|".join(declared) if isinstance(declared, list) else (declared or "any")
+    items = spec.get("items")
+    if "array" in text and isinstance(items, dict) and isinstance(items.get("type"), str):
+        text += f" of {items['type']}"
+    if spec.get("format"):
+        text += f" ({spec['format']})"
+    if spec.get("enum"):
+        text += ": " + "|".join(json.dumps(v) if not isinstance(v, str) else v for v in spec["enum"])
+    return text
+
+
+# ----- following a job --------------------------------------------------------------------
+
+
+def drain(service: JobService, job_id: str, offset: int, out: TextIO) -> tuple[int, dict]:
+    """Write the log from ``offset`` to its current end; returns the new offset and the last answer."""
+    while True:
+        chunk = service.log(job_id, offset)
+        if chunk["text"]:
+            out.write(chunk["text"])
+            out.flush()
+        if chunk["offset"] == offset:
+            return offset, chunk
+        offset = chunk["offset"]
+
+
+def follow(service: JobService, job_id: str, out: TextIO, offset: int = 0) -> Job:
+    """Stream a job's log until the job has ended; returns the ended job."""
+    while True:
+        service.refresh()
+        offset, last = drain(service, job_id, offset, out)
+        if last["done"]:  # read after the job ended: the log is complete
+            return service.get(job_id)
+        time.sleep(POLL_SECONDS)
+
+
+def follow_to_end(service: JobService, job: Job, args) -> int:
+    """--follow for submit and rerun: the log on stdout (stderr with --json), then the outcome."""
+    try:
+        ended = follow(service, job.id, sys.stderr if args.json else sys.stdout)
+    except KeyboardInterrupt:
+        sys.stderr.write(f"\nclusterlab: stopped following; job {job.id} goes on "
+                         f"(clusterlab logs -f {job.id}, clusterlab cancel {job.id})\n")
+        return EXIT_INTERRUPTED
+    if args.json:
+        print_json(ended.to_json(), sys.stdout)
+    else:
+        sys.stderr.write(f"clusterlab: job {ended.id} {describe_end(ended)}\n")
+    return EXIT_OK if ended.status == "completed" else EXIT_JOB_FAILED
+
+
+def describe_end(job: Job) -> str:
+    text = job.status
+    if job.exit_code is not None:
+        text += f" (exit code {job.exit_code})"
+    if job.reason and job.status != "completed":
+        text += f": {job.reason}"
+    return text
+
+
+# ----- the commands -----------------------------------------------------------------------
+
+
+def cmd_templates(service: JobService, args) -> int:
+    registry = service.registry
+    if args.id is not None:
+        template = service.template(args.id, field="id")
+        if args.json:
+            print_json(template.to_json(), sys.stdout)
+            return EXIT_OK
+        out = sys.stdout
+        out.write(f"{template.id}: {clean(template.name)} ({template.kind}, {template.category})\n")
+        out.write(f"{clean(template.description)}\n")
+        if template.default_profile:
+            out.write(f"default size: {template.default_profile}\n")
+        properties = template.parameters.get("properties", {})
+        required = set(template.parameters.get("required", []))
+        out.write("\n")
+        if not properties:
+            out.write("no parameters\n")
+            return EXIT_OK
+        rows = [
+            [key, schema_type(spec), json.dumps(spec["default"]) if "default" in spec else "",
+             "yes" if key in required else "no", spec.get("description") or spec.get("title") or ""]
+            for key, spec in properties.items()
+        ]
+        print_table(["PARAMETER", "TYPE", "DEFAULT", "REQUIRED", "DESCRIPTION"], rows, out)
+        example = " ".join(f"-p {key}=..." for key in properties if key in required)
+        out.write(f"\nclusterlab submit {template.id} --name NAME {example}".rstrip() + "\n")
+        return EXIT_OK
+    templates = sorted(registry.templates.values(), key=lambda t: t.id)
+    if args.json:
+        print_json({"templates": [t.to_json() for t in templates], "problems": registry.problems}, sys.stdout)
+        return EXIT_OK
+    for problem in registry.problems:
+        sys.stderr.write(f"clusterlab: warning: skipped a template: {problem}\n")
+    print_table(["ID", "KIND", "CATEGORY", "NAME"], [[t.id, t.kind, t.category, t.name] for t in templates],
+                sys.stdout)
+    return EXIT_OK
+
+
+def cmd_submit(service: JobService, args) -> int:
+    template = service.registry.templates.get(args.template)
+    request: dict[str, Any] = {
+        "template": args.template, "name": args.name, "params": convert_params(args.param, template),
+    }
+    if args.profile is not None:
+        request["profile"] = args.profile
+    if args.hours is not None:
+        request["hours"] = args.hours
+    return submitted(service, service.submit(request), args)
+
+
+def cmd_rerun(service: JobService, args) -> int:
+    old = service.get(args.id)
+    changes: dict[str, Any] = {}
+    if args.param:
+        changes["params"] = convert_params(args.param, service.registry.templates.get(old.template))
+    for key in ("name", "profile", "hours"):
+        if getattr(args, key) is not None:
+            changes[key] = getattr(args, key)
+    return submitted(service, service.rerun(old.id, changes), args)
+
+
+def submitted(service: JobService, job: Job, args) -> int:
+    if not args.json:
+        sys.stdout.write(job.id + "\n")
+        sys.stdout.flush()
+    if args.follow:
+        return follow_to_end(service, job, args)
+    if args.json:
+        print_json(job.to_json(), sys.stdout)
+    return EXIT_OK
+
+
+def cmd_jobs(service: JobService, args) -> int:
+    service.refresh()
+    jobs, total = service.list(status=args.status, template=args.template, limit=args.limit)
+    if args.json:
+        print_json({"jobs": [j.to_json() for j in jobs], "total": total}, sys.stdout)
+        return EXIT_OK
+    if not jobs:
+        sys.stderr.write("clusterlab: no jobs\n")
+        return EXIT_OK
+    rows = [[j.id, j.name, j.template, j.status, j.profile, local_time(j.submit_time),
+             "" if j.exit_code is None else j.exit_code] for j in jobs]
+    print_table(["ID", "NAME", "TEMPLATE", "STATUS", "PROFILE", "SUBMITTED", "EXIT"], rows, sys.stdout)
+    if total > len(jobs):
+        sys.stderr.write(f"clusterlab: {len(jobs)} of {total} jobs shown (newest first); see --limit\n")
+    return EXIT_OK
+
+
+def cmd_logs(service: JobService, args) -> int:
+    if not args.follow:
+        drain(service, args.id, 0, sys.stdout)
+        return EXIT_OK
+    try:
+        ended = follow(service, args.id, sys.stdout)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    return EXIT_OK if ended.status == "completed" else EXIT_JOB_FAILED
+
+
+def cmd_cancel(service: JobService, args) -> int:
+    job = service.cancel(args.id)
+    if args.json:
+        print_json(job.to_json(), sys.stdout)
+    else:
+        sys.stdout.write(f"{job.id} {job.status}\n")
+    return EXIT_OK
+
+
+# ----- the command line -------------------------------------------------------------------
+
+
+def add_location_options(parser: argparse.ArgumentParser, on_subcommand: bool) -> None:
+    """The overrides of Settings.from_environment, before or after the subcommand.
+
+    After the subcommand they are left out of the namespace unless given, so they
+    override the ones given before it only when present; extra template folders add up.
+    """
+    default = argparse.SUPPRESS if on_subcommand else None
+    group = parser.add_argument_group("where things are (default: from the environment)")
+    group.add_argument("--jobs-root", type=Path, metavar="DIR", default=default,
+                       help="the job folders and their index (default: $CLUSTERLAB_JOBS_ROOT or ~/.clusterlab/jobs)")
+    group.add_argument("--workspace", type=Path, metavar="DIR", default=default,
+                       help="where path parameters are resolved and code is snapshotted "
+                            "(default: $CLUSTERLAB_WORKSPACE or ~)")
+    group.add_argument("--profiles", type=Path, metavar="FILE", default=default,
+                       help="the instance sizes file (default: $CLUSTERLAB_PROFILES or the shipped one)")
+    group.add_argument("--backend", choices=("local", "slurm"), default=default,
+                       help="where jobs run (default: $CLUSTERLAB_JOB_BACKEND, slurm inside a Slurm job, else local)")
+    group.add_argument("--templates", type=Path, metavar="DIR", action="append",
+                       dest="templates_after" if on_subcommand else "templates", default=default,
+                       help="an extra template folder, searched after the usual ones (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="clusterlab", formatter_class=formatter, epilog=EPILOG,
+        description="Submit, follow and manage ClusterLab jobs (the same jobs as the web job list).",
+    )
+    add_location_options(parser, on_subcommand=False)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, summary: str, handler) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=summary, description=summary, epilog=EPILOG, formatter_class=formatter)
+        sub.set_defaults(handler=handler)
+        add_location_options(sub, on_subcommand=True)
+        return sub
+
+    def json_option(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--json", action="store_true", help="print JSON instead of a table (for scripts)")
+
+    def param_option(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("-p", "--param", type=key_value, action="append", metavar="KEY=VALUE",
+                         help="a parameter, read by the template's type for KEY: numbers, true/false, "
+                              "lists as a,b,c or a JSON array, objects as JSON (repeatable)")
+
+    def follow_option(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("-f", "--follow", action="store_true",
+                         help="stream the log until the job ends; exit 0 if it completed, 1 otherwise")
+
+    sub = command("templates", "list the job templates, or show one's parameters", cmd_templates)
+    sub.add_argument("id", nargs="?", metavar="ID", help="a template id: show its parameters")
+    json_option(sub)
+
+    sub = command("submit", "submit a job from a template; prints its id", cmd_submit)
+    sub.add_argument("template", metavar="TEMPLATE", help="the template id (see: clusterlab templates)")
+    sub.add_argument("--name", required=True, help="the job's name: letters, digits and underscores")
+    param_option(sub)
+    sub.add_argument("--profile", help="the instance size (default: the template's, else the first)")
+    sub.add_argument("--hours", type=float, help="the wall time in hours (default: the size's)")
+    follow_option(sub)
+    json_option(sub)
+
+    sub = command("jobs", "list jobs, newest first (after asking the scheduler)", cmd_jobs)
+    sub.add_argument("--status", choices=STATUSES, help="only jobs with this status")
+    sub.add_argument("--template", metavar="TEMPLATE", help="only jobs of this template")
+    sub.add_argument("--limit", type=int, default=DEFAULT_LIMIT, metavar="N",
+                     help=f"at most N jobs, 1 to 1000 (default: {DEFAULT_LIMIT})")
+    json_option(sub)
+
+    sub = command("logs", "print a job's log", cmd_logs)
+    sub.add_argument("id", metavar="ID", help="the job id")
+    follow_option(sub)
+
+    sub = command("cancel", "cancel a queued or running job", cmd_cancel)
+    sub.add_argument("id", metavar="ID", help="the job id")
+    json_option(sub)
+
+    sub = command("rerun", "submit a job again, with changes; prints the new id", cmd_rerun)
+    sub.add_argument("id", metavar="ID", help="the job to run again")
+    param_option(sub)
+    sub.add_argument("--name", help="a new name (default: the same)")
+    sub.add_argument("--profile", help="another instance size (default: the same)")
+    sub.add_argument("--hours", type=float, help="another wall time in hours (default: the same)")
+    follow_option(sub)
+    json_option(sub)
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    def absolute(path: Path | None) -> Path | None:
+        return path.expanduser().absolute() if path is not None else None
+
+    settings = Settings.from_environment(
+        jobs_root=absolute(args.jobs_root), workspace=absolute(args.workspace),
+        profiles_file=absolute(args.profiles), backend=args.backend,
+    )
+    extra = [*(args.templates or []), *getattr(args, "templates_after", [])]
+    settings.template_paths = [*settings.template_paths, *(absolute(p) for p in extra)]
+    return settings
+
+
+def error_text(e: JobError) -> str:
+    """``<field>: <message>``, without the message repeating the field's last part."""
+    message = e.message
+    if e.field:
+        last = e.field.rsplit(".", 1)[-1]
+        if message.startswith(f"{last}: "):
+            message = message[len(last) + 2:]
+        return f"{e.field}: {message}"
+    return message
+
+
+def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")  # logs on a terminal without UTF-8
+    args = build_parser().parse_args(argv)  # usage errors exit 2 here
+    try:
+        service = JobService(settings_from(args))
+        return args.handler(service, args)
+    except JobError as e:
+        sys.stderr.write(f"clusterlab: error: {error_text(e)}\n")
+        return exit_code(e.status)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # e.g. clusterlab jobs | head -1
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except OSError as e:
+        sys.stderr.write(f"clusterlab: error: {e}\n")
+        return EXIT_SCHEDULER
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""REST API of the job service, under ``<server base>/clusterlab/api/``.
+
+jupyter_server's ``APIHandler`` gives the server's authentication (the hub's
+token or cookie) and XSRF checks on writes. Every refusal is JSON
+``{"error": ..., "field": ...}`` with a 4xx status, raised by the service as
+:class:`~.service.JobError`, so the API and the CLI say the same thing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import time
+
+from jupyter_server.base.handlers import APIHandler
+from tornado import web
+
+from .openapi import openapi_document
+from .service import JobError, JobService
+
+MAX_BODY_BYTES = 256 * 1024
+FOLLOW_SECONDS = 20
+
+
+def json_errors(method):
+    """Turn a JobError into its JSON answer."""
+
+    @functools.wraps(method)
+    async def wrapper(self, *args, **kwargs):
+        try:
+            result = method(self, *args, **kwargs)
+            if asyncio.iscoroutine(result):
+                await result
+        except JobError as e:
+            self.set_status(e.status)
+            self.finish(json.dumps(e.to_json()))
+
+    return wrapper
+
+
+class ClusterLabHandler(APIHandler):
+    @property
+    def service(self) -> JobService:
+        return self.settings["clusterlab_service"]
+
+    def body(self):
+        if len(self.request.body) > MAX_BODY_BYTES:
+            raise JobError(413, f"the body is larger than {MAX_BODY_BYTES // 1024} KB")
+        try:
+            return json.loads(self.request.body or b"{}")
+        except ValueError:
+            raise JobError(400, "the body is not valid JSON") from None
+
+    def int_argument(self, name: str, default: int) -> int:
+        value = self.get_query_argument(name, str(default))
+        try:
+            return int(value)
+        except ValueError:
+            raise JobError(400, f"{name} must be an integer", name) from None
+
+    async def fresh(self) -> None:
+        """Statuses no older than the poll interval, even between the poller's rounds."""
+        await asyncio.to_thread(self.service.refresh_if_older, self.settings["clusterlab_poll_interval"])
+
+    def reply(self, data, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(json.dumps(data))
+
+
+class TemplatesHandler(ClusterLabHandler):
+    @web.authenticated
+    @json_errors
+    def get(self):
+        registry = self.service.registry
+        self.reply({
+            "templates": [t.to_json() for t in sorted(registry.templates.values(), key=lambda t: t.id)],
+            "problems": registry.problems,
+        })
+
+
+class TemplateHandler(ClusterLabHandler):
+    @web.authenticated
+    @json_errors
+    def get(self, template_id):
+        self.reply(self.service.template(template_id, field="id").to_json())
+
+
+class ProfilesHandler(ClusterLabHandler):
+    @web.authenticated
+    @json_errors
+    def get(self):
+        profiles = [
+            {"id": p.id, "display_name": p.display_name, "description": p.description, "cpus": p.cpus,
+             "memory_gb": p.memory_gb, "gpus": p.gpus, "max_hours": p.max_hours,
+             "default_hours": p.default_hours, "summary": p.summary}
+            for p in self.service.profiles.values()
+        ]
+        self.reply({"profiles": profiles, "backend": self.service.backend.name})
+
+
+class JobsHandler(ClusterLabHandler):
+    @web.authenticated
+    @json_errors
+    async def get(self):
+        await self.fresh()
+        jobs, total = self.service.list(
+            status=self.get_query_argument("status", None),
+            template=self.get_query_argument("template", None),
+            limit=self.int_argument("limit", 100),
+            offset=self.int_argument("offset", 0),
+        )
+        self.reply({"jobs": [j.to_json() for j in jobs], "total": total})
+
+    @web.authenticated
+    @json_errors
+    def post(self):
+        job = self.service.submit(self.body())
+        self.set_header("Location", self.request.path.rstrip("/") + "/" + job.id)
+        self.reply(job.to_json(), 201)
+
+
+class JobHandler(ClusterLabHandler):
+    @web.authenticated
+    @json_errors
+    async def get(self, job_id):
+        await self.fresh()
+        self.reply(self.service.get(job_id).to_json())
+
+    @web.authenticated
+    @json_errors
+    def delete(self, job_id):
+        self.reply(self.service.cancel(job_id).to_json())
+
+
+class RerunHandler(ClusterLabHandler):
+    @web.authenticated
+    @json_errors
+    def post(self, job_id):
+        self.reply(self.service.rerun(job_id, self.body()).to_json(), 201)
+
+
+class LogHandler(ClusterLabHandler):
+    @web.authenticated
+    @json_errors
+    async def get(self, job_id):
+        """``?offset=N``: the log from byte N; ``&follow=1``: wait (up to 20 s) for more."""
+        offset = self.int_argument("offset", 0)
+        follow = self.get_query_argument("follow", "0") in ("1", "true")
+        await self.fresh()
+        chunk = self.service.log(job_id, offset)
+        deadline = time.monotonic() + FOLLOW_SECONDS
+        while follow and not chunk["text"] and not chunk["done"] and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+            await asyncio.to_thread(self.service.refresh)
+            chunk = self.service.log(job_id, offset)
+        self.reply(chunk)
+
+
+class OpenAPIHandler(ClusterLabHandler):
+    @web.authenticated
+    def get(self):
+        self.reply(openapi_document(self.base_url))
+
+
+def handlers(base: str) -> list[tuple]:
+    job = r"(?P<job_id>[^/]+)"
+    return [
+        (f"{base}/templates", TemplatesHandler),
+        (f"{base}/templates/(?P<template_id>[^/]+)", TemplateHandler),
+        (f"{base}/profiles", ProfilesHandler),
+        (f"{base}/jobs", JobsHandler),
+        (f"{base}/jobs/{job}", JobHandler),
+        (f"{base}/jobs/{job}/log", LogHandler),
+        (f"{base}/jobs/{job}/rerun", RerunHandler),
+        (f"{base}/openapi.json", OpenAPIHandler),
+    ]

@@ -1,0 +1,183 @@
+"""The OpenAPI 3 description of the REST API (served at ``/clusterlab/api/openapi.json``).
+
+Kept next to the handlers and checked by schemathesis in the tests: every
+documented path and answer is exercised with generated input.
+"""
+
+from __future__ import annotations
+
+from .store import STATUSES
+
+ERROR = {
+    "type": "object",
+    "required": ["error", "field"],
+    "properties": {"error": {"type": "string"}, "field": {"type": "string"}},
+}
+
+JOB = {
+    "type": "object",
+    "required": ["id", "name", "template", "params", "profile", "hours", "status", "submit_time"],
+    "properties": {
+        "id": {"type": "string"},
+        "name": {"type": "string"},
+        "template": {"type": "string"},
+        "template_version": {"type": "string"},
+        "params": {"type": "object"},
+        "profile": {"type": "string"},
+        "hours": {"type": "number"},
+        "backend": {"type": "string", "enum": ["local", "slurm"]},
+        "folder": {"type": "string"},
+        "status": {"type": "string", "enum": list(STATUSES)},
+        "scheduler_id": {"type": "string"},
+        "reason": {"type": "string", "description": "why it waits or how it ended, in words"},
+        "node": {"type": "string"},
+        "exit_code": {"type": ["integer", "null"]},
+        "rerun_of": {"type": ["string", "null"]},
+        "submit_time": {"type": "string", "format": "date-time"},
+        "start_time": {"type": ["string", "null"], "format": "date-time"},
+        "end_time": {"type": ["string", "null"], "format": "date-time"},
+    },
+}
+
+TEMPLATE = {
+    "type": "object",
+    "required": ["id", "name", "kind", "category", "parameters"],
+    "properties": {
+        "id": {"type": "string"},
+        "name": {"type": "string"},
+        "version": {"type": "string"},
+        "kind": {"type": "string", "enum": ["training", "inference", "script", "notebook"]},
+        "category": {"type": "string"},
+        "description": {"type": "string"},
+        "icon": {"type": "string"},
+        "default_profile": {"type": "string"},
+        "parameters": {"type": "object", "description": "a JSON Schema object"},
+    },
+}
+
+SUBMIT = {
+    "type": "object",
+    "required": ["template", "name"],
+    "additionalProperties": False,
+    "properties": {
+        "template": {"type": "string"},
+        "name": {"type": "string", "pattern": "^[A-Za-z0-9_]+$", "maxLength": 100},
+        "params": {"type": "object"},
+        "profile": {"type": "string"},
+        "hours": {"type": "number", "exclusiveMinimum": 0},
+    },
+}
+
+RERUN = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string", "pattern": "^[A-Za-z0-9_]+$"},
+        "params": {"type": "object", "description": "changed parameters; the others are the original job's"},
+        "profile": {"type": "string"},
+        "hours": {"type": "number", "exclusiveMinimum": 0},
+    },
+}
+
+
+def _json(schema: dict, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict:
+    words = {400: "bad input", 404: "not found", 409: "already ended", 413: "too large", 502: "scheduler error"}
+    return {str(code): _json({"$ref": "#/components/schemas/Error"}, words[code]) for code in codes}
+
+
+JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def openapi_document(base_url: str = "/") -> dict:
+    job_ref = {"$ref": "#/components/schemas/Job"}
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "ClusterLab job service",
+            "version": "1",
+            "description": "Templates, instance sizes and cluster jobs of one user, inside their JupyterLab.",
+        },
+        "servers": [{"url": base_url.rstrip("/") + "/clusterlab/api"}],
+        "components": {
+            "schemas": {"Error": ERROR, "Job": JOB, "Template": TEMPLATE},
+            "securitySchemes": {"token": {"type": "apiKey", "in": "header", "name": "Authorization"}},
+        },
+        "security": [{"token": []}],
+        "paths": {
+            "/templates": {"get": {
+                "summary": "The templates this user may run, and the template files that were skipped",
+                "responses": {"200": _json({
+                    "type": "object", "required": ["templates", "problems"],
+                    "properties": {"templates": {"type": "array", "items": {"$ref": "#/components/schemas/Template"}},
+                                   "problems": {"type": "array", "items": {"type": "string"}}},
+                }, "templates")},
+            }},
+            "/templates/{template_id}": {"get": {
+                "summary": "One template with its parameters' JSON Schema",
+                "parameters": [{"name": "template_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {"200": _json({"$ref": "#/components/schemas/Template"}, "the template"),
+                              **_errors(404)},
+            }},
+            "/profiles": {"get": {
+                "summary": "Instance sizes a job may ask for",
+                "responses": {"200": _json({
+                    "type": "object", "required": ["profiles", "backend"],
+                    "properties": {"profiles": {"type": "array", "items": {"type": "object"}},
+                                   "backend": {"type": "string"}},
+                }, "sizes")},
+            }},
+            "/jobs": {
+                "get": {
+                    "summary": "Jobs, newest first",
+                    "parameters": [
+                        {"name": "status", "in": "query", "schema": {"type": "string", "enum": list(STATUSES)}},
+                        {"name": "template", "in": "query", "schema": {"type": "string"}},
+                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                        {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                    ],
+                    "responses": {"200": _json({
+                        "type": "object", "required": ["jobs", "total"],
+                        "properties": {"jobs": {"type": "array", "items": job_ref}, "total": {"type": "integer"}},
+                    }, "a page of jobs"), **_errors(400)},
+                },
+                "post": {
+                    "summary": "Submit a job: a template, a name, parameters and a size",
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": SUBMIT}}},
+                    "responses": {"201": _json(job_ref, "the new job"), **_errors(400, 413, 502)},
+                },
+            },
+            "/jobs/{job_id}": {
+                "parameters": [JOB_ID],
+                "get": {"summary": "One job", "responses": {"200": _json(job_ref, "the job"), **_errors(404)}},
+                "delete": {"summary": "Cancel a job",
+                           "responses": {"200": _json(job_ref, "the cancelled job"), **_errors(404, 409, 502)}},
+            },
+            "/jobs/{job_id}/log": {"get": {
+                "summary": "The job's log from a byte offset; follow=1 waits up to 20 s for more",
+                "parameters": [
+                    JOB_ID,
+                    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                    {"name": "follow", "in": "query", "schema": {"type": "string", "enum": ["0", "1"]}},
+                ],
+                "responses": {"200": _json({
+                    "type": "object", "required": ["id", "offset", "text", "status", "done"],
+                    "properties": {"id": {"type": "string"}, "offset": {"type": "integer"}, "text": {"type": "string"},
+                                   "status": {"type": "string"}, "done": {"type": "boolean"}},
+                }, "a piece of the log"), **_errors(400, 404)},
+            }},
+            "/jobs/{job_id}/rerun": {"post": {
+                "summary": "Run a job again, with some parameters changed",
+                "parameters": [JOB_ID],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": RERUN}}},
+                "responses": {"201": _json(job_ref, "the new job"), **_errors(400, 404, 413, 502)},
+            }},
+            "/openapi.json": {"get": {
+                "summary": "This document",
+                "responses": {"200": _json({"type": "object"}, "the OpenAPI document")},
+            }},
+        },
+    }

@@ -1,0 +1,147 @@
+"""The REST API of the job service, in a real jupyter_server (pytest-jupyter's jp_fetch).
+
+pytest-jupyter's fixtures are imported into this module only: its autouse
+fixtures would otherwise start a ServerApp around every test of the suite.
+The server runs on pytest-jupyter's own event loop, so the tests are plain
+functions that drive it with ``call``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from pytest_jupyter.jupyter_core import *  # noqa: F403 (fixtures)
+from pytest_jupyter.jupyter_server import *  # noqa: F403 (fixtures)
+from tornado.httpclient import HTTPClientError
+from test_jobs_service import CANARY, HELLO, HOSTILE, PROFILES, REPO
+
+
+@pytest.fixture
+def jp_server_config(tmp_path):
+    return {
+        "ServerApp": {"jpserver_extensions": {"clusterlab_server": True}},
+        "ClusterLabApp": {
+            "backend": "local",
+            "jobs_root": str(tmp_path / "jobs"),
+            "profiles_file": str(PROFILES),
+            "poll_interval": 0.2,
+        },
+    }
+
+
+@pytest.fixture
+def api(jp_root_dir, jp_serverapp, jp_fetch, jp_asyncio_loop):
+    """``api(method, *path, body=..., **query)`` -> (status, JSON), against the running server."""
+    (jp_root_dir / "src").mkdir(exist_ok=True)
+    (jp_root_dir / "src" / "hello.py").write_text(HELLO)
+    (jp_root_dir / "sleepy.py").write_text("import time\nprint('sleeping', flush=True)\ntime.sleep(60)\n")
+
+    def call(method, *path, body=None, **query):
+        kwargs = {"method": method, "params": query}
+        if body is not None:
+            kwargs["body"] = body if isinstance(body, (str, bytes)) else json.dumps(body)
+        elif method in ("POST", "PUT"):
+            kwargs["body"] = "{}"
+        try:
+            response = jp_asyncio_loop.run_until_complete(jp_fetch("clusterlab", "api", *path, **kwargs))
+        except HTTPClientError as e:
+            response = e.response
+        return response.code, json.loads(response.body or b"null")
+
+    return call
+
+
+def wait_status(api, job_id, statuses=("completed", "failed", "cancelled"), timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, job = api("GET", "jobs", job_id)
+        assert status == 200
+        if job["status"] in statuses:
+            return job
+        time.sleep(0.2)
+    raise TimeoutError(job)
+
+
+def test_templates_and_profiles_are_listed(api):
+    status, body = api("GET", "templates")
+    assert status == 200 and body["problems"] == []
+    script = next(t for t in body["templates"] if t["id"] == "python-script")
+    assert script["kind"] == "script" and "script" in script["parameters"]["properties"]
+    assert api("GET", "templates", "python-script")[1]["name"] == "Python script"
+    status, missing = api("GET", "templates", "nope")
+    assert status == 404 and missing["field"] == "id"
+    status, sizes = api("GET", "profiles")
+    assert status == 200 and {p["id"] for p in sizes["profiles"]} >= {"cpu-small", "gpu-1"}
+
+
+def test_submit_follow_log_and_list(api, jp_root_dir):
+    status, job = api("POST", "jobs", body={
+        "template": "python-script", "name": "hello_api", "params": {"script": "src/hello.py", "args": ["x"]},
+        "profile": "cpu-small",
+    })
+    assert status == 201, job
+    assert job["status"] == "queued" and job["params"] == {"script": "src/hello.py", "args": ["x"]}
+    done = wait_status(api, job["id"])
+    assert done["status"] == "completed" and done["exit_code"] == 0
+    status, log = api("GET", "jobs", job["id"], "log", offset="0")
+    assert status == 200 and "hello from ['x']" in log["text"] and log["done"]
+    status, rest = api("GET", "jobs", job["id"], "log", offset=str(log["offset"]), follow="1")
+    assert status == 200 and rest["text"] == ""  # the job is over: follow does not wait
+    status, page = api("GET", "jobs", status="completed", template="python-script")
+    assert status == 200 and page["total"] == 1 and page["jobs"][0]["id"] == job["id"]
+    assert api("GET", "jobs", limit="0")[0] == 400
+    assert api("GET", "jobs", status="bogus")[1]["field"] == "status"
+
+
+def test_follow_mode_waits_for_new_log_lines(api):
+    _, job = api("POST", "jobs", body={"template": "python-script", "name": "s", "params": {"script": "sleepy.py"}})
+    started, text, offset = time.monotonic(), "", 0
+    while "sleeping" not in text and time.monotonic() - started < 15:
+        status, chunk = api("GET", "jobs", job["id"], "log", offset=str(offset), follow="1")
+        assert status == 200 and chunk["text"], "follow answered with nothing new"
+        text, offset = text + chunk["text"], chunk["offset"]
+    assert "sleeping" in text
+    status, cancelled = api("DELETE", "jobs", job["id"])
+    assert status == 200 and cancelled["status"] == "cancelled"
+    assert api("DELETE", "jobs", job["id"])[0] == 409
+
+
+def test_rerun_with_changed_params(api):
+    _, first = api("POST", "jobs", body={"template": "python-script", "name": "r",
+                                         "params": {"script": "src/hello.py", "args": ["1"]}})
+    status, second = api("POST", "jobs", first["id"], "rerun", body={"params": {"args": ["2"]}})
+    assert status == 201 and second["rerun_of"] == first["id"] and second["params"]["args"] == ["2"]
+    assert api("POST", "jobs", "nope", "rerun", body={})[0] == 404
+    assert api("POST", "jobs", first["id"], "rerun", body={"params": {"bogus": 1}})[1]["field"] == "params.bogus"
+
+
+@pytest.mark.parametrize("request_body, field", HOSTILE)
+def test_bad_input_is_a_4xx_naming_the_field(api, tmp_path, request_body, field):
+    status, body = api("POST", "jobs", body=request_body)
+    assert 400 <= status < 500 and body["field"] == field, body
+    assert api("GET", "jobs")[1]["total"] == 0
+    assert [p.name for p in (tmp_path / "jobs").iterdir() if not p.name.startswith("jobs.sqlite")] == []
+    assert not Path(CANARY).exists()
+
+
+def test_malformed_and_oversized_bodies(api):
+    assert api("POST", "jobs", body="{not json")[0] == 400
+    status, body = api("POST", "jobs", body=json.dumps({"template": "python-script", "name": "x" * 300_000}))
+    assert status == 413 and "larger" in body["error"]
+
+
+def test_openapi_document_describes_every_route(api):
+    status, doc = api("GET", "openapi.json")
+    assert status == 200 and doc["openapi"].startswith("3.")
+    assert set(doc["paths"]) == {
+        "/templates", "/templates/{template_id}", "/profiles", "/jobs", "/jobs/{job_id}",
+        "/jobs/{job_id}/log", "/jobs/{job_id}/rerun", "/openapi.json",
+    }
+
+
+def test_the_extension_is_enabled_by_installing_the_package():
+    installed = Path(REPO / ".venv" / "etc" / "jupyter" / "jupyter_server_config.d" / "clusterlab_server.json")
+    assert json.loads(installed.read_text())["ServerApp"]["jpserver_extensions"]["clusterlab_server"] is True

@@ -15,6 +15,7 @@ forgotten it, or after the JupyterLab that started it was restarted.
 
 from __future__ import annotations
 
+import getpass
 import os
 import signal
 import subprocess
@@ -112,20 +113,20 @@ class SlurmBackend:
         self.bin_dir = bin_dir
         self.commands_run = 0  # scheduler calls, for tests and benchmarks
 
-    def _run(self, argv: list[str], timeout: float = 30) -> subprocess.CompletedProcess:
+    def _run(self, argv: list[str], timeout: float = 30, env: dict | None = None) -> subprocess.CompletedProcess:
         self.commands_run += 1
         try:
-            return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+            return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
         except (OSError, subprocess.TimeoutExpired) as e:
             return subprocess.CompletedProcess(argv, 1, "", str(e))
 
     def directives(self, job: Job, log_path: Path, choice) -> list[str]:
         from clusterlab_spawner.slurm_directives import job_name, sbatch_directives
 
-        return sbatch_directives(choice, job_name(os.environ.get("USER", "user"), job.name), str(log_path))
+        return sbatch_directives(choice, job_name(getpass.getuser(), job.name), str(log_path))
 
     def submit(self, job: Job, script: Path, log_path: Path, env: dict) -> str:
-        result = self._run([f"{self.bin_dir}/sbatch", "--parsable", str(script)])
+        result = self._run([f"{self.bin_dir}/sbatch", "--parsable", str(script)], env=env)
         if result.returncode != 0:
             raise BackendError(f"Slurm refused the job: {result.stderr.strip() or result.stdout.strip()}")
         return result.stdout.strip().splitlines()[-1].split(";")[0]
@@ -149,6 +150,8 @@ class SlurmBackend:
             else:
                 reason = f"Slurm says {seen.state}" if seen is not None else "no longer known to Slurm"
                 change = ended_status(job.folder, reason)
+                if seen is not None and seen.nodes:
+                    change["node"] = seen.first_node  # where it ran, even if we never saw it running
                 if seen is not None and seen.state in ("TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED"):
                     change.update(status="failed", reason=f"Slurm: {seen.state.lower().replace('_', ' ')}")
             if any(getattr(job, key) != value for key, value in change.items() if key != "start_time"):

@@ -212,7 +212,7 @@ class JobService:
         try:
             self._write_folder(staging, folder, job, template, choice)
             staging.rename(folder)
-            env = self._job_environment(folder, choice)
+            env = self._job_environment()
             job.scheduler_id = self.backend.submit(job, folder / "job.sh", folder / "log.txt", env)
         except BackendError as e:
             shutil.rmtree(staging, ignore_errors=True)
@@ -238,15 +238,20 @@ class JobService:
         (staging / "job.json").write_text(dumps(record))
         (staging / "params.json").write_text(dumps(job.params))
         directives = self.backend.directives(job, folder / "log.txt", choice)
-        (staging / "job.sh").write_text(self._script(folder, template, directives))
+        (staging / "job.sh").write_text(self._script(folder, template, directives, self._job_variables(folder, choice)))
 
     @staticmethod
-    def _script(folder: Path, template: Template, directives: list[str]) -> str:
-        """The batch script: our paths and the template's argv, every word quoted."""
+    def _script(folder: Path, template: Template, directives: list[str], variables: dict) -> str:
+        """The batch script: our paths and the template's argv, every word quoted.
+
+        It carries its own variables, so that it runs the same from any backend,
+        after a Slurm requeue, or by hand.
+        """
         q = shlex.quote
         return "\n".join([
             "#!/bin/bash",
             *directives,
+            *(f"export {key}={q(value)}" for key, value in variables.items()),
             f"cd {q(str(folder / 'output'))} || exit 1",
             f"echo \"ClusterLab job $CLUSTERLAB_JOB_ID ({q(template.id)}) on $(hostname)\"",
             shlex.join(template.command()),
@@ -257,22 +262,23 @@ class JobService:
             "",
         ])
 
-    def _job_environment(self, folder: Path, choice) -> dict:
+    def _job_variables(self, folder: Path, choice) -> dict[str, str]:
         threads = str(choice.profile.cpus)
-        env = {
-            **os.environ,
+        return {
             "CLUSTERLAB_JOB_ID": folder.name,
             "CLUSTERLAB_JOB_DIR": str(folder),
             "CLUSTERLAB_PARAMS": str(folder / "params.json"),
             "CLUSTERLAB_CODE": str(folder / "code"),
             "CLUSTERLAB_OUTPUT": str(folder / "output"),
             "CLUSTERLAB_WORKSPACE": str(self.settings.workspace),
-            "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+            "OMP_NUM_THREADS": threads,
+            "MKL_NUM_THREADS": threads,
         }
+
+    @staticmethod
+    def _job_environment() -> dict:
         # the server's own Jupyter and hub credentials are not the job's business
-        for key in [k for k in env if k.startswith(("JUPYTERHUB_", "JPY_"))]:
-            del env[key]
-        return env
+        return {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTERHUB_", "JPY_"))}
 
     def _snapshot(self, target: Path) -> dict:
         """Copy the workspace's code (not data, not checkpoints), up to the size cap."""

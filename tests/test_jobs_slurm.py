@@ -1,0 +1,110 @@
+"""The job service on the real Slurm of `make slurm`: sbatch, one squeue per poll, scancel."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from clusterlab_server.service import JobService, Settings
+from test_hub_slurm import scontrol_job, slurm_ready
+from test_jobs_service import PROFILES, REPO, make_workspace
+
+pytestmark = pytest.mark.slurm
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    import os
+
+    reason = slurm_ready()
+    if reason:
+        message = f"{reason}: run `make slurm` as root (a single-node Slurm with 2 fake GPUs)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture
+def service(slurm, tmp_path):
+    make_workspace(tmp_path)
+    return JobService(Settings(
+        jobs_root=tmp_path / "jobs", workspace=tmp_path / "workspace",
+        template_paths=[REPO / "templates"], profiles_file=PROFILES, backend="slurm",
+    ))
+
+
+def wait_status(service, job_id, statuses, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        service.refresh()
+        job = service.get(job_id)
+        if job.status in statuses:
+            return job
+        time.sleep(0.3)
+    raise TimeoutError(f"{job_id}: {service.get(job_id).status}")
+
+
+def test_a_job_is_a_slurm_job_of_its_size_and_ends_completed(service):
+    job = service.submit({"template": "python-script", "name": "slurm_hello",
+                          "params": {"script": "src/hello.py", "args": ["on", "slurm"]},
+                          "profile": "cpu-small", "hours": 0.5})
+    assert job.backend == "slurm" and job.scheduler_id.isdigit()
+    facts = scontrol_job(job.scheduler_id)
+    assert facts["JobName"].startswith("clusterlab-") and facts["JobName"].endswith("-slurm_hello")
+    assert facts["NumCPUs"] == "1" and facts["MinMemoryNode"] == "2G"
+    assert facts["TimeLimit"] == "00:30:00" and facts["Partition"] == "cpu"
+    assert facts["StdOut"] == str(Path(job.folder) / "log.txt")
+    done = wait_status(service, job.id, ("completed", "failed"))
+    assert done.status == "completed" and done.exit_code == 0 and done.node
+    assert (Path(job.folder) / "output" / "result.txt").read_text() == "on slurm"
+    assert "hello from ['on', 'slurm']" in service.log(job.id)["text"]
+
+
+def test_a_failing_job_is_failed_with_its_exit_code(service):
+    job = service.submit({"template": "python-script", "name": "fails", "params": {"script": "fails.py"}})
+    done = wait_status(service, job.id, ("completed", "failed"))
+    assert (done.status, done.exit_code) == ("failed", 7)
+
+
+def test_cancel_is_scancel(service):
+    job = service.submit({"template": "python-script", "name": "sleepy", "params": {"script": "sleepy.py"}})
+    wait_status(service, job.id, ("running",))
+    cancelled = service.cancel(job.id)
+    deadline = time.monotonic() + 20
+    while cancelled.status != "cancelled" and time.monotonic() < deadline:
+        time.sleep(0.3)
+        service.refresh()
+        cancelled = service.get(job.id)
+    assert cancelled.status == "cancelled"
+    state = scontrol_job(job.scheduler_id)["JobState"]
+    assert state in ("CANCELLED", "COMPLETING")
+
+
+def test_one_squeue_per_poll_for_all_jobs(service):
+    jobs = [service.submit({"template": "python-script", "name": f"many{i}", "params": {"script": "sleepy.py"}})
+            for i in range(6)]
+    try:
+        before = service.backend.commands_run
+        for _ in range(3):
+            service.refresh()
+        assert service.backend.commands_run - before == 3  # one squeue each, for six jobs
+        statuses = {service.get(j.id).status for j in jobs}
+        assert statuses <= {"queued", "running"} and "queued" in statuses  # two cores: most wait
+        queued = next(service.get(j.id) for j in jobs if service.get(j.id).status == "queued")
+        assert queued.reason  # Slurm's reason, in words
+    finally:
+        subprocess.run(["scancel", *(j.scheduler_id for j in jobs)], check=False)
+
+
+def test_a_scheduler_outage_changes_no_status(service, tmp_path):
+    job = service.submit({"template": "python-script", "name": "sleepy", "params": {"script": "sleepy.py"}})
+    try:
+        wait_status(service, job.id, ("running", "queued"))
+        before = service.get(job.id).status
+        service.backend.bin_dir = str(tmp_path / "no-slurm-here")  # every squeue fails
+        assert service.refresh() == 0
+        assert service.get(job.id).status == before
+    finally:
+        subprocess.run(["scancel", job.scheduler_id], check=False)

@@ -219,6 +219,28 @@ def test_one_user_cannot_touch_another_users_server(hub):
     hub.stop_server(frank, "frank")
 
 
+def test_each_users_jupyterlab_runs_their_jobs_and_only_theirs(hub):
+    """The job service is in every user's JupyterLab, behind the hub's auth and proxy."""
+    henry, iris = (hub.api(hub.add_user(name)) for name in ("henry", "iris"))
+    hub.start_server(henry, "henry", profile="cpu-small")
+    workspace = hub.data_dir / "users" / "henry"
+    (workspace / "hello.py").write_text("print('hello from a job')\n")
+    jobs = f"{hub.url}/user/henry/clusterlab/api/jobs"
+    response = henry.post(jobs, json={"template": "python-script", "name": "first", "params": {"script": "hello.py"}})
+    assert response.status_code == 201, response.text
+    job = response.json()
+    assert job["profile"] == "cpu-small" and job["folder"].startswith(str(workspace))
+    deadline = time.monotonic() + 30
+    while job["status"] not in ("completed", "failed") and time.monotonic() < deadline:
+        time.sleep(0.3)
+        job = henry.get(f"{jobs}/{job['id']}").json()
+    assert job["status"] == "completed"
+    assert "hello from a job" in henry.get(f"{jobs}/{job['id']}/log").json()["text"]
+    assert iris.get(jobs).status_code == 403  # not hers to see
+    assert iris.delete(f"{jobs}/{job['id']}").status_code == 403
+    hub.stop_server(henry, "henry")
+
+
 # ----- time and restarts ------------------------------------------------------------------------
 
 

@@ -357,6 +357,7 @@ class SlurmClusterSpawner(ClusterSpawner, FixedSlurmSpawner):
     """ClusterSpawner on Slurm: the chosen profile becomes the job's #SBATCH lines."""
 
     queues_when_busy = True  # Slurm queues a job that does not fit now; the page says why
+    job_backend = "slurm"
 
     create_unix_users = Bool(
         False,

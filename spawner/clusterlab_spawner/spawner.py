@@ -195,8 +195,13 @@ class ClusterSpawner(Spawner):
         field = f" ({e.field})" if e.field else ""
         return web.HTTPError(400, f"Server options refused{field}: {e.message}")
 
+    #: where the user's own jobs (the clusterlab server extension) run from this server
+    job_backend = "local"
+
     def get_env(self):
         env = super().get_env()
+        # the job service in the user's JupyterLab offers the same sizes, on the same backend
+        env.update(CLUSTERLAB_PROFILES=str(self.profiles_file), CLUSTERLAB_JOB_BACKEND=self.job_backend)
         choice = self.choice
         if choice is not None:
             env.update(

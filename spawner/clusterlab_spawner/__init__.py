@@ -5,5 +5,7 @@
 - ``pool``: GPUs and cores handed out on one machine
 - ``spawner``: ``ClusterSpawner``, the backend-agnostic form and rules
 - ``local``: the local-process backend (the embedded default)
+- ``slurm``: the Slurm backend (batchspawner's SlurmSpawner, fixed); ``slurm_queue``:
+  one squeue and one sinfo for the whole hub; ``slurm_directives``: sizes to #SBATCH lines
 - ``auth``: the embedded default's authenticator
 """

@@ -19,6 +19,7 @@ import getpass
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import psutil
@@ -99,10 +100,12 @@ class LocalBackend:
             return
         try:
             os.killpg(proc.pid, signal.SIGTERM)
-            psutil.wait_procs([proc], timeout=5)
-            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+            deadline = time.monotonic() + 5
+            while self._process(job.scheduler_id) is not None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if self._process(job.scheduler_id) is not None:
                 os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, psutil.NoSuchProcess):
+        except ProcessLookupError:
             pass
 
 

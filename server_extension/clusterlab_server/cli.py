@@ -34,18 +34,24 @@ Exit status (for scripts):
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import datetime
 import json
 import math
 import os
 import sys
 import time
+import types
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from .registry import Template
-from .service import JobError, JobService, Settings
-from .store import STATUSES, Job
+from .store import STATUSES
+
+if TYPE_CHECKING:  # the service (jsonschema, the registry) is imported once the command line parses
+    from .registry import Template
+    from .service import JobError, JobService, Settings
+    from .store import Job
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_BAD_INPUT, EXIT_NOT_FOUND, EXIT_CONFLICT, EXIT_SCHEDULER = 0, 1, 2, 3, 4, 5
 EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 130, 141
@@ -87,6 +93,8 @@ def key_value(text: str) -> tuple[str, str]:
 
 
 def _bad(key: str, expected: str, raw: str) -> JobError:
+    from .service import JobError
+
     return JobError(400, f"expected {expected}, got {raw[:60]!r}", f"params.{key}")
 
 
@@ -145,6 +153,8 @@ def _as_array(key: str, raw: str, spec: dict) -> list:
 
 def convert_value(key: str, raw: str, spec: Any) -> Any:
     """One ``-p`` value, typed by its JSON Schema (``spec``); JobError if it cannot be."""
+    from .service import JobError
+
     declared = spec.get("type") if isinstance(spec, dict) else None
     types = [declared] if isinstance(declared, str) else [t for t in declared or [] if isinstance(t, str)]
     if not types:
@@ -477,6 +487,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
+    from .service import Settings
+
     def absolute(path: Path | None) -> Path | None:
         return path.expanduser().absolute() if path is not None else None
 
@@ -500,11 +512,38 @@ def error_text(e: JobError) -> str:
     return message
 
 
+def defer_iri_grammar() -> None:
+    """Put off the ~0.8 s that importing jsonschema costs each command.
+
+    jsonschema imports ``rfc3987_syntax`` for its "iri" format, and that module
+    builds a parser when imported. A stand-in whose ``is_valid_syntax`` loads the
+    real module on first use gives the same answers, paid only if a template
+    ever validates an IRI.
+    """
+    if "rfc3987_syntax" in sys.modules or importlib.util.find_spec("rfc3987_syntax") is None:
+        return
+    stand_in = types.ModuleType("rfc3987_syntax")
+    real = {}
+
+    def is_valid_syntax(*args, **kwargs):
+        if not real:  # jsonschema keeps this function: load the real one once
+            if sys.modules.get("rfc3987_syntax") is stand_in:
+                del sys.modules["rfc3987_syntax"]
+            real["is_valid_syntax"] = importlib.import_module("rfc3987_syntax").is_valid_syntax
+        return real["is_valid_syntax"](*args, **kwargs)
+
+    stand_in.is_valid_syntax = is_valid_syntax
+    sys.modules["rfc3987_syntax"] = stand_in
+
+
 def main(argv: list[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")  # logs on a terminal without UTF-8
-    args = build_parser().parse_args(argv)  # usage errors exit 2 here
+    args = build_parser().parse_args(argv)  # usage errors exit 2 here, before the slow imports
+    defer_iri_grammar()
+    from .service import JobError, JobService
+
     try:
         service = JobService(settings_from(args))
         return args.handler(service, args)

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import OperationalError
 from sqlalchemy import JSON, DateTime, Integer, String, create_engine, event, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -82,7 +83,12 @@ class JobStore:
         def _wal(connection, _record):  # readers never wait for the poller's writes
             connection.execute("PRAGMA journal_mode=WAL")
 
-        Base.metadata.create_all(self.engine)
+        try:
+            Base.metadata.create_all(self.engine)
+        except OperationalError as e:
+            # two processes (the server and a CLI, say) creating a new store at once
+            if "already exists" not in str(e):
+                raise
         self.session: sessionmaker[Session] = sessionmaker(self.engine, expire_on_commit=False)
 
     def add(self, job: Job) -> None:

@@ -24,6 +24,10 @@ class ClusterLabApp(ExtensionApp):
     backend = Unicode("", config=True, help="Where jobs run: local or slurm (default: slurm inside a Slurm job).")
     jobs_root = Unicode("", config=True, help="Folder of job folders and the job store (~/.clusterlab/jobs).")
     template_paths = List(Unicode(), config=True, help="Extra template folders, after the shipped and site ones.")
+    data_roots = List(
+        Unicode(), config=True,
+        help="Folders besides the workspace that path parameters may name (shared datasets, scratch).",
+    )
     profiles_file = Unicode("", config=True, help="Instance sizes (default: the hub's, from CLUSTERLAB_PROFILES).")
     poll_interval = Float(5, config=True, help="Seconds between looks at the scheduler for unfinished jobs.")
 
@@ -37,6 +41,7 @@ class ClusterLabApp(ExtensionApp):
             workspace=Path(self.serverapp.root_dir),
         )
         settings.template_paths += [Path(p) for p in self.template_paths]
+        settings.extra_roots += [Path(p) for p in self.data_roots]
         self.service = JobService(settings)
         self.settings["clusterlab_service"] = self.service
         self.settings["clusterlab_poll_interval"] = self.poll_interval

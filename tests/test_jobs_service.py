@@ -189,3 +189,18 @@ def test_shell_text_in_arguments_is_passed_as_text(service):
     assert job.status == "completed"
     assert (Path(job.folder) / "output" / "result.txt").read_text() == " ".join(args)
     assert not Path(CANARY).exists()
+
+
+def test_path_parameters_may_name_the_data_roots_and_nothing_else(tmp_path):
+    make_workspace(tmp_path)
+    shared = tmp_path / "shared-datasets"
+    shared.mkdir()
+    (shared / "tool.py").write_text("print('from the shared root')\n")
+    service = make_service(tmp_path)
+    service.settings.extra_roots = [shared]
+    job = wait_final(service, service.submit(
+        {"template": "python-script", "name": "shared", "params": {"script": str(shared / "tool.py")}}).id)
+    assert job.status == "completed"
+    with pytest.raises(JobError) as e:
+        service.submit({"template": "python-script", "name": "x", "params": {"script": str(tmp_path / "fails.py")}})
+    assert e.value.field == "params.script"

@@ -21,6 +21,7 @@ from .service import JobError, JobService
 
 MAX_BODY_BYTES = 256 * 1024
 FOLLOW_SECONDS = 20
+MAX_INT = 2**63 - 1
 
 
 def json_errors(method):
@@ -55,9 +56,13 @@ class ClusterLabHandler(APIHandler):
     def int_argument(self, name: str, default: int) -> int:
         value = self.get_query_argument(name, str(default))
         try:
-            return int(value)
+            number = int(value)
         except ValueError:
             raise JobError(400, f"{name} must be an integer", name) from None
+        # SQLite (OFFSET) and seek() take 64-bit integers: a larger one was a 500
+        if abs(number) > MAX_INT:
+            raise JobError(400, f"{name} is too large", name)
+        return number
 
     async def fresh(self) -> None:
         """Statuses no older than the poll interval, even between the poller's rounds."""

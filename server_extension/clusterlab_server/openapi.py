@@ -14,6 +14,13 @@ ERROR = {
     "properties": {"error": {"type": "string"}, "field": {"type": "string"}},
 }
 
+# jupyter_server's own refusal (no or a wrong token, a write without XSRF), before any handler runs
+JUPYTER_ERROR = {
+    "type": "object",
+    "required": ["message"],
+    "properties": {"message": {"type": "string"}, "reason": {"type": ["string", "null"]}},
+}
+
 JOB = {
     "type": "object",
     "required": ["id", "name", "template", "params", "profile", "hours", "status", "submit_time"],
@@ -89,13 +96,23 @@ def _errors(*codes: int) -> dict:
     return {str(code): _json({"$ref": "#/components/schemas/Error"}, words[code]) for code in codes}
 
 
+OFFSET = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
 JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _with_forbidden(paths: dict) -> dict:
+    """Every operation may also answer jupyter_server's 403 to a request without a valid token."""
+    for item in paths.values():
+        for key, operation in item.items():
+            if key != "parameters":
+                operation["responses"]["403"] = {"$ref": "#/components/responses/Forbidden"}
+    return paths
 
 
 def openapi_document(base_url: str = "/") -> dict:
     job_ref = {"$ref": "#/components/schemas/Job"}
     return {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {
             "title": "ClusterLab job service",
             "version": "1",
@@ -103,11 +120,13 @@ def openapi_document(base_url: str = "/") -> dict:
         },
         "servers": [{"url": base_url.rstrip("/") + "/clusterlab/api"}],
         "components": {
-            "schemas": {"Error": ERROR, "Job": JOB, "Template": TEMPLATE},
+            "schemas": {"Error": ERROR, "JupyterError": JUPYTER_ERROR, "Job": JOB, "Template": TEMPLATE},
+            "responses": {"Forbidden": _json({"$ref": "#/components/schemas/JupyterError"},
+                                             "no valid token (jupyter_server's answer)")},
             "securitySchemes": {"token": {"type": "apiKey", "in": "header", "name": "Authorization"}},
         },
         "security": [{"token": []}],
-        "paths": {
+        "paths": _with_forbidden({
             "/templates": {"get": {
                 "summary": "The templates this user may run, and the template files that were skipped",
                 "responses": {"200": _json({
@@ -137,7 +156,7 @@ def openapi_document(base_url: str = "/") -> dict:
                         {"name": "status", "in": "query", "schema": {"type": "string", "enum": list(STATUSES)}},
                         {"name": "template", "in": "query", "schema": {"type": "string"}},
                         {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
-                        {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                        {"name": "offset", "in": "query", "schema": OFFSET},
                     ],
                     "responses": {"200": _json({
                         "type": "object", "required": ["jobs", "total"],
@@ -160,7 +179,7 @@ def openapi_document(base_url: str = "/") -> dict:
                 "summary": "The job's log from a byte offset; follow=1 waits up to 20 s for more",
                 "parameters": [
                     JOB_ID,
-                    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                    {"name": "offset", "in": "query", "schema": OFFSET},
                     {"name": "follow", "in": "query", "schema": {"type": "string", "enum": ["0", "1"]}},
                 ],
                 "responses": {"200": _json({
@@ -179,5 +198,5 @@ def openapi_document(base_url: str = "/") -> dict:
                 "summary": "This document",
                 "responses": {"200": _json({"type": "object"}, "the OpenAPI document")},
             }},
-        },
+        }),
     }

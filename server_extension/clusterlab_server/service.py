@@ -377,6 +377,7 @@ class JobService:
         text, end = "", offset
         try:
             with open(path, "rb") as f:
+                offset = end = min(offset, os.fstat(f.fileno()).st_size)  # past the end: nothing more yet
                 f.seek(offset)
                 data = f.read(limit)
                 end = offset + len(data)

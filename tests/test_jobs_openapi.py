@@ -1,0 +1,221 @@
+"""The whole REST API against its own OpenAPI document, with schemathesis.
+
+A real ``jupyter server`` (the installed extension, the local backend, a
+throw-away HOME and workspace) answers every operation of
+``/clusterlab/api/openapi.json`` with generated input, valid and invalid.
+Every answer must be documented: no 5xx, a documented status code, the
+documented content type and a body that matches the documented schema.
+Generated job ids are sometimes swapped for real ones (a finished job and a
+running one), and submissions for ones naming the real template and script,
+so the 200 and 201 answers are checked too.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import hypothesis
+import psutil
+import pytest
+import requests
+import schemathesis
+from hypothesis import HealthCheck, strategies as st
+from schemathesis.checks import not_a_server_error
+from schemathesis.config import SchemathesisConfig
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from test_jobs_service import CANARY, HELLO, PROFILES, REPO
+
+JUPYTER = Path(sys.executable).parent / "jupyter"
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
+SLEEPY = "import time\nprint('sleeping', flush=True)\ntime.sleep(60)\n"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """One ``jupyter server`` with the clusterlab extension, in its own HOME."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.workspace = root / "workspace"
+        self.token = secrets.token_hex(16)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.api = f"{self.url}/clusterlab/api"
+        self.headers = {"Authorization": f"token {self.token}"}
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60) -> Server:
+        (self.workspace / "src").mkdir(parents=True)
+        (self.workspace / "src" / "hello.py").write_text(HELLO)
+        (self.workspace / "sleepy.py").write_text(SLEEPY)
+        (self.root / "site-templates").mkdir()
+        argv = [
+            str(JUPYTER), "server",
+            f"--ServerApp.token={self.token}", f"--ServerApp.port={self.port}", "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.root_dir={self.workspace}", "--ServerApp.open_browser=False",
+            "--ServerApp.port_retries=0",
+            "--ClusterLabApp.backend=local", f"--ClusterLabApp.jobs_root={self.root / 'jobs'}",
+            f"--ClusterLabApp.profiles_file={PROFILES}", "--ClusterLabApp.poll_interval=0.5",
+        ]
+        if os.geteuid() == 0:
+            argv.append("--allow-root")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("CLUSTERLAB_", "JUPYTER", "JPY_", "SLURM_"))}
+        env.update(HOME=str(self.root), CLUSTERLAB_SITE_TEMPLATES=str(self.root / "site-templates"))
+        self.log = open(self.root / "server.log", "ab")
+        self.proc = subprocess.Popen(argv, cwd=self.workspace, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                code, self.proc = self.proc.returncode, None
+                self.log.close()
+                raise RuntimeError(f"jupyter server exited ({code}):\n{self.log_text()}")
+            try:
+                if requests.get(f"{self.url}/api/status", headers=self.headers, timeout=2).status_code == 200:
+                    return self
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise TimeoutError(f"jupyter server did not answer in {timeout} s:\n{self.log_text()}")
+
+    def log_text(self) -> str:
+        return (self.root / "server.log").read_text(errors="replace")[-5000:]
+
+    def call(self, method: str, path: str, **kwargs) -> requests.Response:
+        return requests.request(method, f"{self.api}/{path}", headers=self.headers, timeout=30, **kwargs)
+
+    def cancel_unfinished(self) -> None:
+        """Jobs are detached process groups: cancel the ones the run started, so none outlives the test."""
+        for status in ("queued", "running"):
+            for job in self.call("GET", "jobs", params={"status": status, "limit": 1000}).json()["jobs"]:
+                self.call("DELETE", f"jobs/{job['id']}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=15)
+            self.log.close()
+            self.proc = None
+        # any job process the cancel missed: they run in their job folder, under this root
+        leftovers = []
+        for proc in psutil.process_iter():
+            try:
+                if Path(proc.cwd()).is_relative_to(self.root):
+                    proc.kill()
+                    leftovers.append(proc)
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                pass
+        psutil.wait_procs(leftovers, timeout=5)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    server = Server(tmp_path_factory.mktemp("openapi")).start()
+    try:
+        yield server
+    finally:
+        try:
+            server.cancel_unfinished()
+        finally:
+            server.stop()
+
+
+@pytest.fixture(scope="module")
+def known_jobs(server):
+    """A finished job and a running one, for the generated job ids to hit now and then."""
+    done = server.call("POST", "jobs", json={"template": "python-script", "name": "done",
+                                            "params": {"script": "src/hello.py", "args": ["x"]}})
+    running = server.call("POST", "jobs", json={"template": "python-script", "name": "running",
+                                               "params": {"script": "sleepy.py"}})
+    assert done.status_code == 201 and running.status_code == 201, (done.text, running.text)
+    deadline = time.monotonic() + 30
+    while server.call("GET", f"jobs/{done.json()['id']}").json()["status"] != "completed":
+        assert time.monotonic() < deadline, "the hello job did not complete"
+        time.sleep(0.2)
+    return [done.json()["id"], running.json()["id"]]
+
+
+@pytest.fixture(scope="module")
+def api_schema(server, known_jobs):
+    config = SchemathesisConfig.from_dict({
+        "base-url": server.api,
+        "headers": server.headers,
+        "generation": {"mode": "all"},
+    })
+    schema = schemathesis.openapi.from_url(f"{server.api}/openapi.json", config=config, headers=server.headers)
+
+    @schema.hook
+    def flatmap_path_parameters(context, path_parameters):
+        if not path_parameters or "job_id" not in path_parameters:
+            return st.just(path_parameters)
+        # follow=1 past the end of a running job's log rightly waits 20 s: the log gets the finished one
+        real = known_jobs[:1] if context.operation.path.endswith("/log") else known_jobs
+        return st.one_of(
+            st.just(path_parameters),
+            st.sampled_from(real).map(lambda job_id: {**path_parameters, "job_id": job_id}),
+        )
+
+    @schema.hook
+    def flatmap_body(context, body):
+        # a random template id is always refused: now and then submit the real template on a real script
+        if context.operation.label != "POST /jobs" or not isinstance(body, dict):
+            return st.just(body)
+        runnable = {**body, "template": "python-script", "params": {"script": "src/hello.py"}}
+        if "profile" in body:
+            runnable["profile"] = "cpu-small"
+        return st.sampled_from([body, runnable])
+
+    return schema
+
+
+@pytest.fixture(autouse=True)
+def _node_id_for_schemathesis(request):
+    """schemathesis 4.32.5's lazy loader reads and renames ``item._nodeid``, which pytest 9.2 no
+    longer has (it keeps the id in ``_id``). Give it one: its per-operation renaming then only
+    touches this spare attribute, and pytest reports the test under its own id."""
+    if not hasattr(request.node, "_nodeid"):
+        request.node._nodeid = request.node.nodeid
+
+
+schema = schemathesis.pytest.from_fixture("api_schema")
+
+
+@schema.parametrize()
+@hypothesis.settings(
+    max_examples=40, deadline=None, database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
+)
+def test_every_operation_answers_as_documented(case, server):
+    case.call_and_validate(headers=server.headers, checks=CHECKS, timeout=30)
+
+
+def test_no_input_reached_a_shell(server):
+    """Runs after the generated requests (same module, file order)."""
+    assert not Path(CANARY).exists()
+    assert server.call("GET", "jobs").status_code == 200  # the server survived it all

@@ -9,6 +9,7 @@ functions that drive it with ``call``.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 from pytest_jupyter.jupyter_core import *  # noqa: F403 (fixtures)
 from pytest_jupyter.jupyter_server import *  # noqa: F403 (fixtures)
 from tornado.httpclient import HTTPClientError
-from test_jobs_service import CANARY, HELLO, HOSTILE, PROFILES, REPO
+from test_jobs_service import CANARY, HELLO, HOSTILE, PROFILES
 
 
 @pytest.fixture
@@ -143,5 +144,5 @@ def test_openapi_document_describes_every_route(api):
 
 
 def test_the_extension_is_enabled_by_installing_the_package():
-    installed = Path(REPO / ".venv" / "etc" / "jupyter" / "jupyter_server_config.d" / "clusterlab_server.json")
+    installed = Path(sys.prefix) / "etc" / "jupyter" / "jupyter_server_config.d" / "clusterlab_server.json"
     assert json.loads(installed.read_text())["ServerApp"]["jpserver_extensions"]["clusterlab_server"] is True

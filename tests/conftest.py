@@ -1,5 +1,8 @@
 """Fixtures that start real processes; tests read as the story they check."""
 
+import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -8,6 +11,29 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from hub import Hub  # noqa: E402
+
+
+def slurm_ready() -> str:
+    """'' when a Slurm answers here and we may submit as other users; else why not."""
+    if os.geteuid() != 0:
+        return "the Slurm tests submit jobs as other users and need root"
+    if not shutil.which("sinfo"):
+        return "Slurm is not installed"
+    probe = subprocess.run(["sinfo", "--noheader"], capture_output=True, text=True, check=False)
+    if probe.returncode != 0:
+        return f"Slurm does not answer ({probe.stderr.strip()})"
+    return ""
+
+
+@pytest.fixture(scope="session")
+def slurm():
+    """A running Slurm (`make slurm`): required in CI, else the test skips saying how to get one."""
+    reason = slurm_ready()
+    if reason:
+        message = f"{reason}: run `make slurm` as root (a single-node Slurm with 2 fake GPUs)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ sees (/proc/<pid>/environ).
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -26,28 +25,6 @@ PROFILES = REPO / "tests" / "data" / "slurm-profiles.yaml"
 PASSWORD = "a-long-test-password"
 
 pytestmark = pytest.mark.slurm
-
-
-def slurm_ready() -> str:
-    """'' when a Slurm answers here and we may submit as other users; else why not."""
-    if os.geteuid() != 0:
-        return "the Slurm tests submit jobs as other users and need root"
-    if not shutil.which("sinfo"):
-        return "Slurm is not installed"
-    probe = subprocess.run(["sinfo", "--noheader"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        return f"Slurm does not answer ({probe.stderr.strip()})"
-    return ""
-
-
-@pytest.fixture(scope="module")
-def slurm():
-    reason = slurm_ready()
-    if reason:
-        message = f"{reason}: run `make slurm` as root (a single-node Slurm with 2 fake GPUs)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,7 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from test_jobs_service import CANARY, HELLO, PROFILES, REPO
+from test_jobs_service import CANARY, HELLO, PROFILES
 
 JUPYTER = Path(sys.executable).parent / "jupyter"
 CHECKS = [

@@ -8,22 +8,10 @@ from pathlib import Path
 
 import pytest
 from clusterlab_server.service import JobService, Settings
-from test_hub_slurm import scontrol_job, slurm_ready
+from test_hub_slurm import scontrol_job
 from test_jobs_service import PROFILES, REPO, make_workspace
 
 pytestmark = pytest.mark.slurm
-
-
-@pytest.fixture(scope="module")
-def slurm():
-    import os
-
-    reason = slurm_ready()
-    if reason:
-        message = f"{reason}: run `make slurm` as root (a single-node Slurm with 2 fake GPUs)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 @pytest.fixture

@@ -34,9 +34,9 @@ Exit status (for scripts):
 from __future__ import annotations
 
 import argparse
+import datetime
 import importlib
 import importlib.util
-import datetime
 import json
 import math
 import os
@@ -56,15 +56,8 @@ if TYPE_CHECKING:  # the service (jsonschema, the registry) is imported once the
 EXIT_OK, EXIT_JOB_FAILED, EXIT_BAD_INPUT, EXIT_NOT_FOUND, EXIT_CONFLICT, EXIT_SCHEDULER = 0, 1, 2, 3, 4, 5
 EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 130, 141
 
-EPILOG = """\
-exit status:
-  0  success
-  1  the followed job (submit/rerun --follow, logs -f) ended failed or cancelled
-  2  bad input: a refused request (400, 413, 422) or a command-line usage error
-  3  not found (404): no such job or template
-  4  conflict (409): e.g. cancelling a job that has already ended
-  5  the scheduler or the system failed (5xx, or the jobs folder cannot be used)
-"""
+# the module doc's table, so that --help and the docs cannot disagree
+EPILOG = "exit status:\n" + __doc__.split("Exit status (for scripts):\n", 1)[1]
 
 POLL_SECONDS = 0.5
 DEFAULT_LIMIT = 50

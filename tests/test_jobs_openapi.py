@@ -12,18 +12,11 @@ so the 200 and 201 answers are checked too.
 
 from __future__ import annotations
 
-import os
-import secrets
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import hypothesis
-import psutil
 import pytest
-import requests
 import schemathesis
 from hypothesis import HealthCheck, strategies as st
 from schemathesis.checks import not_a_server_error
@@ -34,9 +27,9 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from test_jobs_service import CANARY, HELLO, PROFILES
+from jupyter_server_process import JupyterServer
+from test_jobs_service import CANARY, HELLO
 
-JUPYTER = Path(sys.executable).parent / "jupyter"
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -47,96 +40,17 @@ CHECKS = [
 SLEEPY = "import time\nprint('sleeping', flush=True)\ntime.sleep(60)\n"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """One ``jupyter server`` with the clusterlab extension, in its own HOME."""
-
-    def __init__(self, root: Path):
-        self.root = root
-        self.workspace = root / "workspace"
-        self.token = secrets.token_hex(16)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.api = f"{self.url}/clusterlab/api"
-        self.headers = {"Authorization": f"token {self.token}"}
-        self.proc: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 60) -> Server:
-        (self.workspace / "src").mkdir(parents=True)
-        (self.workspace / "src" / "hello.py").write_text(HELLO)
-        (self.workspace / "sleepy.py").write_text(SLEEPY)
-        (self.root / "site-templates").mkdir()
-        argv = [
-            str(JUPYTER), "server",
-            f"--ServerApp.token={self.token}", f"--ServerApp.port={self.port}", "--ServerApp.ip=127.0.0.1",
-            f"--ServerApp.root_dir={self.workspace}", "--ServerApp.open_browser=False",
-            "--ServerApp.port_retries=0",
-            "--ClusterLabApp.backend=local", f"--ClusterLabApp.jobs_root={self.root / 'jobs'}",
-            f"--ClusterLabApp.profiles_file={PROFILES}", "--ClusterLabApp.poll_interval=0.5",
-        ]
-        if os.geteuid() == 0:
-            argv.append("--allow-root")
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("CLUSTERLAB_", "JUPYTER", "JPY_", "SLURM_"))}
-        env.update(HOME=str(self.root), CLUSTERLAB_SITE_TEMPLATES=str(self.root / "site-templates"))
-        self.log = open(self.root / "server.log", "ab")
-        self.proc = subprocess.Popen(argv, cwd=self.workspace, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                code, self.proc = self.proc.returncode, None
-                self.log.close()
-                raise RuntimeError(f"jupyter server exited ({code}):\n{self.log_text()}")
-            try:
-                if requests.get(f"{self.url}/api/status", headers=self.headers, timeout=2).status_code == 200:
-                    return self
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise TimeoutError(f"jupyter server did not answer in {timeout} s:\n{self.log_text()}")
-
-    def log_text(self) -> str:
-        return (self.root / "server.log").read_text(errors="replace")[-5000:]
-
-    def call(self, method: str, path: str, **kwargs) -> requests.Response:
-        return requests.request(method, f"{self.api}/{path}", headers=self.headers, timeout=30, **kwargs)
-
-    def cancel_unfinished(self) -> None:
-        """Jobs are detached process groups: cancel the ones the run started, so none outlives the test."""
-        for status in ("queued", "running"):
-            for job in self.call("GET", "jobs", params={"status": status, "limit": 1000}).json()["jobs"]:
-                self.call("DELETE", f"jobs/{job['id']}")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=15)
-            self.log.close()
-            self.proc = None
-        # any job process the cancel missed: they run in their job folder, under this root
-        leftovers = []
-        for proc in psutil.process_iter():
-            try:
-                if Path(proc.cwd()).is_relative_to(self.root):
-                    proc.kill()
-                    leftovers.append(proc)
-            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-                pass
-        psutil.wait_procs(leftovers, timeout=5)
+def make_server(root: Path) -> JupyterServer:
+    workspace = root / "workspace"
+    (workspace / "src").mkdir(parents=True)
+    (workspace / "src" / "hello.py").write_text(HELLO)
+    (workspace / "sleepy.py").write_text(SLEEPY)
+    return JupyterServer(root).start()
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    server = Server(tmp_path_factory.mktemp("openapi")).start()
+    server = make_server(tmp_path_factory.mktemp("openapi"))
     try:
         yield server
     finally:

@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import re
-import secrets
 import statistics
 import subprocess
 import sys
@@ -28,57 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import requests
-
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
-from hub import free_port_block  # noqa: E402
-
-PROFILES = REPO / "hub_config" / "profiles.yaml"
-BIN = Path(sys.executable).parent
-
-
-class JupyterServer:
-    """A real `jupyter server` with the clusterlab extension, on its own port and folders."""
-
-    def __init__(self, root: Path, backend: str):
-        self.root, self.token, self.port = root, secrets.token_hex(16), free_port_block(1)
-        (root / "workspace").mkdir(parents=True, exist_ok=True)
-        self.log_path = root / "server.log"
-        self.url = f"http://127.0.0.1:{self.port}"
-        args = [
-            str(BIN / "jupyter"), "server", f"--ServerApp.port={self.port}", "--ServerApp.ip=127.0.0.1",
-            f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={root / 'workspace'}",
-            "--ServerApp.open_browser=False", "--ServerApp.log_level=DEBUG",
-            f"--ClusterLabApp.backend={backend}", f"--ClusterLabApp.jobs_root={root / 'jobs'}",
-            f"--ClusterLabApp.profiles_file={PROFILES}", "--ClusterLabApp.poll_interval=5",
-        ] + (["--allow-root"] if os.geteuid() == 0 else [])
-        self.proc = subprocess.Popen(args, stdout=open(self.log_path, "wb"), stderr=subprocess.STDOUT,
-                                     env={**os.environ, "HOME": str(root)})
-        self.session = requests.Session()
-        self.session.headers["Authorization"] = f"token {self.token}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if self.session.get(self.url + "/api/status", timeout=2).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        raise TimeoutError(self.log_path.read_text()[-2000:])
-
-    def api(self, method: str, path: str, **kwargs) -> requests.Response:
-        return self.session.request(method, f"{self.url}/clusterlab/api/{path}", **kwargs)
-
-    def request_times_ms(self, path_fragment: str) -> list[float]:
-        pattern = re.compile(rf"200 GET /clusterlab/api/{re.escape(path_fragment)}\S* .* ([\d.]+)ms")
-        return [float(m.group(1)) for m in pattern.finditer(self.log_path.read_text(errors="replace"))]
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+from jupyter_server_process import PROFILES, JupyterServer  # noqa: E402
 
 
 def slurm_here() -> bool:
@@ -86,8 +36,9 @@ def slurm_here() -> bool:
 
 
 def bench_submit(tmp: Path, rounds: int) -> None:
-    server = JupyterServer(tmp / "submit", "slurm")
+    (tmp / "submit" / "workspace").mkdir(parents=True)
     (tmp / "submit" / "workspace" / "noop.py").write_text("pass\n")
+    server = JupyterServer(tmp / "submit", backend="slurm", poll_interval=5).start()
     ids = []
     try:
         api_ms, raw_ms = [], []
@@ -96,7 +47,7 @@ def bench_submit(tmp: Path, rounds: int) -> None:
             for side in order:
                 start = time.perf_counter()
                 if side == "api":
-                    response = server.api("POST", "jobs", json={
+                    response = server.call("POST", "jobs", json={
                         "template": "python-script", "name": f"bench{i}", "params": {"script": "noop.py"},
                         "profile": "cpu-small", "hours": 0.25})
                     assert response.status_code == 201, response.text
@@ -133,11 +84,11 @@ def bench_list(tmp: Path, rounds: int) -> None:
                       profile="cpu-small", hours=1, backend="local", folder=str(root / "jobs" / str(i)),
                       status=("completed", "failed", "cancelled")[i % 3], exit_code=i % 2,
                       submit_time=now - datetime.timedelta(seconds=i), end_time=now))
-    server = JupyterServer(root, "local")
+    server = JupyterServer(root, poll_interval=5, log_level="DEBUG").start()
     try:
         for limit in (100, 1000):
             for _ in range(rounds + 1):
-                response = server.api("GET", "jobs", params={"limit": limit})
+                response = server.call("GET", "jobs", params={"limit": limit})
                 assert response.status_code == 200 and response.json()["total"] == 1000
             times = server.request_times_ms(f"jobs?limit={limit}")[1:]
             print(f"2. GET /jobs?limit={limit} with 1,000 jobs stored: server-side median "

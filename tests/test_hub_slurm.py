@@ -344,3 +344,24 @@ def test_a_job_that_dies_shows_its_slurm_log_tail(hub):
     assert "dora-config: refusing to start" in failed["message"]
     assert "/home/dora/.clusterlab/logs/jupyterlab-default-" in failed["message"]
     assert hub.server_model("dora") is None
+
+
+def test_a_jupyterlab_on_slurm_submits_its_users_jobs_to_slurm_as_that_user(hub):
+    spawn(hub, "alice", profile="cpu-1")
+    Path("/home/alice/hello_job.py").write_text("import os\nprint('job as', os.environ['USER'], flush=True)\n")
+    alice = hub.api(hub.tokens["alice"])
+    jobs = f"{hub.url}/user/alice/clusterlab/api/jobs"
+    response = alice.post(jobs, json={"template": "python-script", "name": "from_lab",
+                                      "params": {"script": "hello_job.py"}, "profile": "cpu-1"})
+    assert response.status_code == 201, response.text
+    job = response.json()
+    assert job["backend"] == "slurm" and job["folder"].startswith("/home/alice/.clusterlab/jobs/")
+    facts = scontrol_job(job["scheduler_id"])
+    assert facts["UserId"].startswith("alice(") and facts["JobName"] == "clusterlab-alice-from_lab"
+    deadline = time.monotonic() + 60
+    while job["status"] not in ("completed", "failed") and time.monotonic() < deadline:
+        time.sleep(0.5)
+        job = alice.get(f"{jobs}/{job['id']}").json()
+    assert job["status"] == "completed", job
+    assert "job as alice" in alice.get(f"{jobs}/{job['id']}/log").json()["text"]
+    assert hub.api(hub.tokens["bob"]).get(jobs).status_code == 403

@@ -80,7 +80,7 @@ class JupyterServer:
 
     def request_times_ms(self, path_fragment: str) -> list[float]:
         """The server's own time for each 200 GET of /clusterlab/api/<path_fragment>... (needs DEBUG)."""
-        pattern = re.compile(rf"200 GET /clusterlab/api/{re.escape(path_fragment)}\\S* .* ([\\d.]+)ms")
+        pattern = re.compile(rf"200 GET /clusterlab/api/{re.escape(path_fragment)}\S* .* ([\d.]+)ms")
         return [float(m.group(1)) for m in pattern.finditer((self.root / "server.log").read_text(errors="replace"))]
 
     def call(self, method: str, path: str, **kwargs) -> requests.Response:

@@ -69,3 +69,14 @@ def stop_all_servers(hub):
     for user in api.get(hub.url + "/hub/api/users").json():
         for name in user["servers"]:
             hub.stop_server(api, user["name"], name)
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory):
+    """``clusterlab demo-data``'s data sets, made once, in a workspace folder."""
+    from clusterlab_server.demo_data import generate
+
+    workspace = tmp_path_factory.mktemp("workspace")
+    generate(workspace / "demo")
+    return workspace
+

@@ -476,7 +476,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--hours", type=float, help="another wall time in hours (default: the same)")
     follow_option(sub)
     json_option(sub)
+
+    sub = commands.add_parser(
+        "demo-data", help="write small synthetic data sets the templates learn well",
+        description="Write small synthetic data sets into DIR: shapes/ (image classification), "
+                    "shapes-detection/ (object detection, YOLO text labels) and tabular/houses.csv.",
+        epilog=EPILOG, formatter_class=formatter)
+    sub.add_argument("dir", type=Path, metavar="DIR", help="the folder to write them into")
+    sub.set_defaults(handler=None)
     return parser
+
+
+def cmd_demo_data(args) -> int:
+    from .demo_data import generate
+
+    for kind, path in generate(args.dir).items():
+        print(f"{kind:<22} {path}")
+    return EXIT_OK
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -534,6 +550,8 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")  # logs on a terminal without UTF-8
     args = build_parser().parse_args(argv)  # usage errors exit 2 here, before the slow imports
+    if args.command == "demo-data":  # no jobs involved
+        return cmd_demo_data(args)
     defer_iri_grammar()
     from .service import JobError, JobService
 

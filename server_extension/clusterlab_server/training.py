@@ -1,0 +1,173 @@
+"""What every training template shares: its job context, metrics, checkpoints, TensorBoard.
+
+A template script starts with ``job = TrainingJob.from_environment()`` and gets:
+
+- ``job.params`` (the validated parameters), ``job.output`` (its working folder),
+  ``job.cpus`` (the granted cores: data-loading workers), ``job.device``
+  (``cuda`` when a GPU is granted, else ``cpu``) and ``job.amp`` (mixed precision
+  on GPU);
+- ``job.metrics``: ``metrics.jsonl``, one line per epoch (step, epoch, total
+  epochs, metrics), which the jobs panel's progress bar and charts read;
+- ``job.tensorboard``: a SummaryWriter on ``output/tensorboard``;
+- ``job.checkpoints``: the latest state saved atomically each epoch, and
+  restored when the job is started again on the same output (after a kill, a
+  node failure, a Slurm requeue), so that it ends with the same epoch count and
+  its metrics and event files continue where they stopped;
+- ``fail(message)``: stop before any training with a message a user understands.
+
+Only the standard library is imported here at module level, so a template can
+report bad input before paying for ``import torch``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+class InputError(Exception):
+    """Bad input found before training: the message is for the user."""
+
+
+def fail(message: str) -> None:
+    """Stop the job with a message a user understands (exit status 2)."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+class MetricsLog:
+    """``metrics.jsonl``: one JSON object per line, rewritable from a given epoch on."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def read(self) -> list[dict]:
+        if not self.path.exists():
+            return []
+        lines = []
+        for line in self.path.read_text().splitlines():
+            try:
+                lines.append(json.loads(line))
+            except ValueError:
+                break  # a line cut short by a kill: drop it and what follows
+        return lines
+
+    def keep_until(self, epoch: int) -> None:
+        """Drop lines after ``epoch`` (they belong to work the checkpoint does not have)."""
+        kept = [line for line in self.read() if line.get("epoch", 0) <= epoch]
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(line) + "\n" for line in kept))
+        tmp.replace(self.path)
+
+    def write(self, step: int, epoch: int, epochs: int, **metrics: float) -> None:
+        line = {"step": step, "epoch": epoch, "epochs": epochs, "time": round(time.time(), 3),
+                "metrics": {k: float(v) for k, v in metrics.items()}}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(line) + "\n")
+            f.flush()
+
+
+class Checkpoints:
+    """``checkpoints/last.pt``: everything needed to continue, written atomically."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.latest = folder / "last.pt"
+
+    def save(self, state: dict[str, Any]) -> None:
+        import torch
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.folder / "last.pt.tmp"
+        torch.save(state, tmp)
+        os.replace(tmp, self.latest)  # a kill mid-write leaves the previous one intact
+
+    def load(self) -> dict[str, Any] | None:
+        import torch
+
+        if not self.latest.exists():
+            return None
+        return torch.load(self.latest, map_location="cpu", weights_only=False)
+
+
+class TrainingJob:
+    def __init__(self, params: dict, output: Path, cpus: int):
+        self.params = params
+        self.output = output
+        self.cpus = cpus
+        self.metrics = MetricsLog(output / "metrics.jsonl")
+        self.checkpoints = Checkpoints(output / "checkpoints")
+        self._tensorboard = None
+
+    @classmethod
+    def from_environment(cls) -> TrainingJob:
+        """Inside a ClusterLab job (``CLUSTERLAB_PARAMS``); run by hand, the current folder."""
+        params_file = os.environ.get("CLUSTERLAB_PARAMS")
+        params = json.loads(Path(params_file).read_text()) if params_file else {}
+        output = Path(os.environ.get("CLUSTERLAB_OUTPUT", os.getcwd()))
+        cpus = int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
+        return cls(params, output, cpus)
+
+    def path(self, key: str) -> Path:
+        """A path parameter: relative ones are in the workspace, as the job service checked."""
+        value = Path(self.params[key])
+        return value if value.is_absolute() else Path(os.environ.get("CLUSTERLAB_WORKSPACE", ".")) / value
+
+    # ----- the device ----------------------------------------------------------------
+
+    @property
+    def device(self):
+        import torch
+
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    @property
+    def amp(self) -> bool:
+        return self.device.type == "cuda"
+
+    def seed(self, seed: int) -> None:
+        import numpy as np
+        import torch
+
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+
+    def loader_workers(self) -> int:
+        """Data-loading workers: the granted cores but one (for the training loop)."""
+        wanted = self.params.get("num_workers")
+        return int(wanted) if wanted is not None else max(0, self.cpus - 1)
+
+    # ----- TensorBoard ---------------------------------------------------------------
+
+    def tensorboard(self, resume_step: int = 0):
+        """The event writer; on resume, events after ``resume_step`` are purged."""
+        if self._tensorboard is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tensorboard = SummaryWriter(
+                str(self.output / "tensorboard"), purge_step=resume_step if resume_step else None
+            )
+        return self._tensorboard
+
+    def close(self) -> None:
+        if self._tensorboard is not None:
+            self._tensorboard.close()
+
+    # ----- resuming --------------------------------------------------------------------
+
+    def resume(self) -> dict | None:
+        """The latest checkpoint, with metrics.jsonl cut back to it; None on a fresh start."""
+        state = self.checkpoints.load()
+        if state is None:
+            if self.metrics.path.exists():
+                self.metrics.path.unlink()  # a run killed before its first checkpoint
+            return None
+        self.metrics.keep_until(state["epoch"])
+        print(f"resuming after epoch {state['epoch']} from {self.checkpoints.latest}", flush=True)
+        return state

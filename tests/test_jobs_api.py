@@ -143,6 +143,8 @@ def test_openapi_document_describes_every_route(api):
     }
 
 
-def test_the_extension_is_enabled_by_installing_the_package():
+def test_installing_the_package_enables_the_extension_and_quiets_jupyterlab():
     installed = Path(sys.prefix) / "etc" / "jupyter" / "jupyter_server_config.d" / "clusterlab_server.json"
     assert json.loads(installed.read_text())["ServerApp"]["jpserver_extensions"]["clusterlab_server"] is True
+    overrides = json.loads((Path(sys.prefix) / "share" / "jupyter" / "lab" / "settings" / "overrides.json").read_text())
+    assert overrides["@jupyterlab/apputils-extension:notification"]["fetchNews"] == "false"

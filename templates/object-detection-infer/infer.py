@@ -1,0 +1,118 @@
+"""object-detection-infer: boxes for every picture of a folder, with a model from object-detection-train.
+
+Writes to the job's output folder:
+
+- ``detections.json``: picture (its path inside the input folder) -> list of
+  ``{"class": name, "score": 0-1, "box": [x0, y0, x1, y1]}``, the box in the
+  picture's own pixels, best score first;
+- ``images/<picture>``: a PNG copy of each picture with its boxes and labels drawn
+  (``a.png`` keeps its name, ``a.jpg`` becomes ``a.jpg.png``).
+
+The model code is the training template's (``../object-detection-train/model.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+TRAIN = HERE.parent / "object-detection-train"
+sys.path.insert(0, str(TRAIN))
+
+from clusterlab_server.training import TrainingJob, fail  # noqa: E402
+from data import IMAGE_SUFFIXES, DataError, check_image  # noqa: E402
+
+DEFAULTS = {"score_threshold": 0.3, "batch_size": 32}
+
+
+def find_images(folder: Path) -> list[Path]:
+    """Pictures in the folder and its sub-folders (hidden ones left out), sorted."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found += [Path(dirpath) / f for f in sorted(filenames)
+                  if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
+
+
+def main() -> None:
+    job = TrainingJob.from_environment()
+    params = {**DEFAULTS, **job.params}
+    for key in ("model", "input"):
+        if not params.get(key):
+            fail(f"{key}: missing (give the trained model.pt and the folder of pictures)")
+    model_path, folder = job.path("model"), job.path("input")
+    shown = str(params["input"]).rstrip("/")
+    if not model_path.is_file():
+        fail(f"model: {params['model']} is not a file (expected the output/model.pt of an object-detection-train job)")
+    if not folder.is_dir():
+        fail(f"input: {shown} is not a folder of pictures")
+    images = find_images(folder)
+    if not images:
+        fail(f"input: {shown} has no pictures ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    try:
+        for path in images:
+            check_image(path, f"{shown}/{path.relative_to(folder)}")
+    except DataError as e:
+        fail(str(e))
+
+    import torch
+    from draw import draw_detections
+    from model import ModelFileError, decode, load_model_file
+    from PIL import Image
+
+    from data import load_image
+
+    device = job.device
+    torch.set_num_threads(max(1, min(job.cpus, len(os.sched_getaffinity(0)))))
+    try:
+        model, info = load_model_file(model_path, device)
+    except ModelFileError as e:
+        fail(f"model: {e}")
+    except RuntimeError as e:  # weights that do not fit the recorded configuration
+        fail(f"model: {params['model']} does not hold a usable model ({str(e).splitlines()[0]})")
+    classes, size, stride = info["classes"], info["image_size"], info["stride"]
+    threshold = float(params["score_threshold"])
+    print(f"model: {len(classes)} classes ({', '.join(classes)}), {size}x{size} input; "
+          f"{len(images)} pictures on {device}, score threshold {threshold}", flush=True)
+
+    drawn_root = job.output / "images"
+    results: dict[str, list[dict]] = {}
+    batch_size = int(params["batch_size"])
+    for start in range(0, len(images), batch_size):
+        batch = images[start:start + batch_size]
+        arrays, scales = [], []
+        for path in batch:
+            array, (width, height) = load_image(path, size)
+            arrays.append(torch.from_numpy(array))
+            scales.append((width / size, height / size))
+        tensor = torch.stack(arrays).to(device, non_blocking=True)
+        with torch.no_grad(), torch.autocast(device.type, enabled=job.amp):
+            outputs = model(tensor)
+        for path, found in zip(batch, decode(outputs, stride, threshold, scales=scales)):
+            name = path.relative_to(folder).as_posix()
+            with Image.open(path) as picture:
+                width, height = picture.size
+                clipped = [(label, score, [min(max(box[0], 0), width), min(max(box[1], 0), height),
+                                           min(max(box[2], 0), width), min(max(box[3], 0), height)])
+                           for label, score, box in found]
+                target = drawn_root / (name if name.lower().endswith(".png") else f"{name}.png")  # a.jpg: a.jpg.png
+                target.parent.mkdir(parents=True, exist_ok=True)
+                draw_detections(picture, clipped, classes).save(target)
+            results[name] = [{"class": classes[label], "score": round(score, 4), "box": [round(v, 1) for v in box]}
+                             for label, score, box in clipped]
+        print(f"{min(start + batch_size, len(images))}/{len(images)} pictures", flush=True)
+
+    tmp = job.output / "detections.json.tmp"
+    lines = [f"  {json.dumps(name)}: [{', '.join(json.dumps(d) for d in found)}]" for name, found in results.items()]
+    tmp.write_text("{\n" + ",\n".join(lines) + "\n}\n")  # one line per picture
+    tmp.replace(job.output / "detections.json")
+    total = sum(len(v) for v in results.values())
+    print(f"done: {total} boxes in {len(results)} pictures; output/detections.json and output/images/", flush=True)
+
+
+if __name__ == "__main__":
+    main()

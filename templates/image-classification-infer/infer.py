@@ -1,0 +1,99 @@
+"""image-classification-infer: classify every image of a folder with a trained model.
+
+Writes ``predictions.csv`` (file, class, confidence) in the job's output folder,
+one row per image, ``file`` relative to the input folder. The model is the
+``model.pt`` of an ``image-classification-train`` job: it holds the weights, the
+class names, the image size and the model size. Bad input is reported before
+``import torch``.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+
+TRAIN = Path(__file__).resolve().parent.parent / "image-classification-train"
+sys.path.insert(0, str(TRAIN))  # the model and the image reading are the training template's
+
+from clusterlab_server.training import TrainingJob, fail  # noqa: E402
+from data import DatasetError, ImageFiles, check_images, image_files  # noqa: E402
+
+
+def load_model(path: Path, shown: str):
+    import torch
+    from model import MODEL_FORMAT, Classifier
+
+    try:
+        stored = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001
+        lines = str(e).strip().splitlines()
+        fail(f"the model {shown} cannot be read as a PyTorch file ({type(e).__name__}"
+             f"{': ' + lines[0][:200] if lines else ''})")
+    if not isinstance(stored, dict) or stored.get("format") != MODEL_FORMAT:
+        fail(f"{shown} is not a model written by image-classification-train (its output/model.pt)")
+    model = Classifier(len(stored["classes"]), stored["model_size"])
+    model.load_state_dict(stored["state_dict"])
+    return model.eval(), list(stored["classes"]), int(stored["image_size"])
+
+
+def main() -> None:
+    job = TrainingJob.from_environment()
+    params = job.params
+    batch_size = int(params.get("batch_size") or 64)
+    for key in ("model", "input"):
+        if not params.get(key):
+            fail(f"no {key} given")
+    model_path, folder = job.path("model"), job.path("input")
+    if not model_path.is_file():
+        fail(f"the model {params['model']} is not a file: give the model.pt a training job wrote")
+    if not folder.is_dir():
+        fail(f"the input {params['input']} is not a folder: give a folder of images")
+    files = image_files(folder)
+    if not files:
+        fail(f"the input folder {params['input']} holds no images (png, jpg, ...)")
+    try:
+        check_images(files, folder, workers=max(2, job.cpus))
+    except DatasetError as e:
+        fail(str(e))
+
+    import torch
+
+    device = job.device
+    model, classes, size = load_model(model_path, str(params["model"]))
+    cuda = device.type == "cuda"
+    model.to(device)
+    model.to(memory_format=torch.channels_last)  # NHWC convolutions: faster on GPUs and CPUs alike
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+    workers = job.loader_workers()
+    loader = torch.utils.data.DataLoader(
+        ImageFiles(files, [0] * len(files), size), batch_size=batch_size, num_workers=workers, pin_memory=cuda)
+    print(f"classifying {len(files)} images from {params['input']} into {len(classes)} classes "
+          f"({', '.join(classes)}) on {device}, {size}x{size}", flush=True)
+
+    predicted, confidences = [], []
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.float16, enabled=job.amp):
+        for images, _ in loader:
+            images = images.to(device, non_blocking=True)
+            images = images.contiguous(memory_format=torch.channels_last)
+            confidence, index = model(images).float().softmax(1).max(1)
+            predicted.extend(index.tolist())
+            confidences.extend(confidence.tolist())
+
+    target = job.output / "predictions.csv"
+    tmp = target.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["file", "class", "confidence"])
+        for path, index, confidence in zip(files, predicted, confidences):
+            writer.writerow([path.relative_to(folder).as_posix(), classes[index], f"{confidence:.4f}"])
+    os.replace(tmp, target)
+    counts = Counter(classes[i] for i in predicted)
+    print(f"predictions.csv: {len(files)} rows; " + ", ".join(f"{c} {counts[c]}" for c in classes), flush=True)
+
+
+if __name__ == "__main__":
+    main()

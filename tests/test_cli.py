@@ -276,3 +276,18 @@ def test_deferred_iri_grammar_validates_as_jsonschema_does():
         for mode in ("deferred", "eager")
     }
     assert answers["deferred"] == answers["eager"] and "True" in answers["eager"] and "False" in answers["eager"]
+
+
+def test_demo_data_writes_the_three_data_sets(tmp_path):
+    result = subprocess.run([str(Path(sys.executable).parent / "clusterlab"), "demo-data", str(tmp_path / "demo")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    demo = tmp_path / "demo"
+    for split in ("train", "val"):
+        assert sorted(p.name for p in (demo / "shapes" / split).iterdir()) == ["circle", "square", "triangle"]
+    labels = sorted((demo / "shapes-detection" / "labels" / "train").glob("*.txt"))
+    assert len(labels) == len(list((demo / "shapes-detection" / "images" / "train").glob("*.png"))) > 0
+    assert (demo / "shapes-detection" / "classes.txt").read_text().split() == ["circle", "square", "triangle"]
+    header = (demo / "tabular" / "houses.csv").read_text().splitlines()[0]
+    assert "price" in header and "segment" in header
+    assert "image classification" in result.stdout

@@ -13,6 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 from clusterlab_server.service import JobError, JobService, Settings
+from template_jobs import wait_final
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILES = REPO / "hub_config" / "profiles.yaml"
@@ -46,17 +47,6 @@ def make_service(root: Path, backend: str = "local") -> JobService:
 def service(tmp_path):
     make_workspace(tmp_path)
     return make_service(tmp_path)
-
-
-def wait_final(service: JobService, job_id: str, timeout: float = 30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        service.refresh()
-        job = service.get(job_id)
-        if job.final:
-            return job
-        time.sleep(0.1)
-    raise TimeoutError(f"job {job_id} still {service.get(job_id).status}")
 
 
 def test_a_script_job_runs_and_keeps_its_record(service):

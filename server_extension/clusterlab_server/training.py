@@ -171,3 +171,55 @@ class TrainingJob:
         self.metrics.keep_until(state["epoch"])
         print(f"resuming after epoch {state['epoch']} from {self.checkpoints.latest}", flush=True)
         return state
+
+
+# ----- images: what the image templates share ----------------------------------------------
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+
+
+def find_images(folder: Path) -> list[Path]:
+    """The images under ``folder`` (all depths), sorted; hidden files and folders left out."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found.extend(
+            Path(dirpath) / name for name in filenames
+            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES
+        )
+    return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
+
+
+def unreadable_image(path: Path) -> str:
+    """'' if Pillow reads the whole file, else why not (in words)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.verify()  # reads the whole file: a truncated or corrupt one fails here
+        return ""
+    except UnidentifiedImageError:
+        return "not an image format Pillow knows, or a corrupt file"
+    except (OSError, SyntaxError, ValueError) as e:
+        return f"corrupt or truncated ({e})"
+
+
+def inference_inputs(job: TrainingJob, trained_by: str) -> tuple[Path, Path, list[Path]]:
+    """An inference job's ``model`` file and ``input`` folder of images, checked: fail() otherwise."""
+    for key in ("model", "input"):
+        if not job.params.get(key):
+            fail(f"{key}: missing (give the model.pt a {trained_by} job wrote, and a folder of images)")
+    model, folder = job.path("model"), job.path("input")
+    shown = str(job.params["input"]).rstrip("/")
+    if not model.is_file():
+        fail(f"model: {job.params['model']} is not a file (give the output/model.pt of a {trained_by} job)")
+    if not folder.is_dir():
+        fail(f"input: {shown} is not a folder of images")
+    images = find_images(folder)
+    if not images:
+        fail(f"input: {shown} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    for path in images:
+        reason = unreadable_image(path)
+        if reason:
+            fail(f"input: {shown}/{path.relative_to(folder).as_posix()} cannot be read: {reason}")
+    return model, folder, images

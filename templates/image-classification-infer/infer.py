@@ -18,8 +18,8 @@ from pathlib import Path
 TRAIN = Path(__file__).resolve().parent.parent / "image-classification-train"
 sys.path.insert(0, str(TRAIN))  # the model and the image reading are the training template's
 
-from clusterlab_server.training import TrainingJob, fail  # noqa: E402
-from data import DatasetError, ImageFiles, check_images, image_files  # noqa: E402
+from clusterlab_server.training import TrainingJob, fail, inference_inputs  # noqa: E402
+from data import ImageFiles  # noqa: E402
 
 
 def load_model(path: Path, shown: str):
@@ -43,21 +43,7 @@ def main() -> None:
     job = TrainingJob.from_environment()
     params = job.params
     batch_size = int(params.get("batch_size") or 64)
-    for key in ("model", "input"):
-        if not params.get(key):
-            fail(f"no {key} given")
-    model_path, folder = job.path("model"), job.path("input")
-    if not model_path.is_file():
-        fail(f"the model {params['model']} is not a file: give the model.pt a training job wrote")
-    if not folder.is_dir():
-        fail(f"the input {params['input']} is not a folder: give a folder of images")
-    files = image_files(folder)
-    if not files:
-        fail(f"the input folder {params['input']} holds no images (png, jpg, ...)")
-    try:
-        check_images(files, folder, workers=max(2, job.cpus))
-    except DatasetError as e:
-        fail(str(e))
+    model_path, folder, files = inference_inputs(job, "image-classification-train")
 
     import torch
 

@@ -15,12 +15,12 @@ but may not bring its own.
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+from clusterlab_server.training import IMAGE_SUFFIXES, find_images, unreadable_image
+
 
 
 class DatasetError(ValueError):
@@ -43,14 +43,7 @@ class Dataset:
 
 def image_files(folder: Path) -> list[Path]:
     """The images under ``folder`` (all depths), sorted; hidden files and other files left out."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found.extend(
-            Path(dirpath) / name for name in filenames
-            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES
-        )
-    return sorted(found)
+    return find_images(folder)
 
 
 def _class_folders(split: Path) -> list[str]:
@@ -66,17 +59,10 @@ def _shown(path: Path, root: Path) -> str:
 
 def check_images(files: list[Path], root: Path, workers: int = 4, shown_as: str = "") -> None:
     """DatasetError naming the first image (in sorted order) that Pillow cannot read."""
-    from PIL import Image, UnidentifiedImageError
-
     def problem(path: Path) -> str | None:
-        try:
-            with Image.open(path) as image:
-                image.verify()  # reads the whole file: a truncated or corrupt one fails here
+        reason = unreadable_image(path)
+        if not reason:
             return None
-        except UnidentifiedImageError:
-            reason = "not an image format Pillow knows, or a corrupt file"
-        except Exception as e:  # noqa: BLE001 - any reason is the user's to fix
-            reason = str(e).replace(str(path), "").strip(" :'") or type(e).__name__
         shown = _shown(path, root)
         return f"{shown_as.rstrip('/')}/{shown} is not a readable image ({reason})" if shown_as else \
             f"{shown} is not a readable image ({reason})"

@@ -22,42 +22,15 @@ HERE = Path(__file__).resolve().parent
 TRAIN = HERE.parent / "object-detection-train"
 sys.path.insert(0, str(TRAIN))
 
-from clusterlab_server.training import TrainingJob, fail  # noqa: E402
-from data import IMAGE_SUFFIXES, DataError, check_image  # noqa: E402
+from clusterlab_server.training import TrainingJob, fail, inference_inputs  # noqa: E402
 
 DEFAULTS = {"score_threshold": 0.3, "batch_size": 32}
-
-
-def find_images(folder: Path) -> list[Path]:
-    """Pictures in the folder and its sub-folders (hidden ones left out), sorted."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found += [Path(dirpath) / f for f in sorted(filenames)
-                  if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_SUFFIXES]
-    return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
 
 
 def main() -> None:
     job = TrainingJob.from_environment()
     params = {**DEFAULTS, **job.params}
-    for key in ("model", "input"):
-        if not params.get(key):
-            fail(f"{key}: missing (give the trained model.pt and the folder of pictures)")
-    model_path, folder = job.path("model"), job.path("input")
-    shown = str(params["input"]).rstrip("/")
-    if not model_path.is_file():
-        fail(f"model: {params['model']} is not a file (expected the output/model.pt of an object-detection-train job)")
-    if not folder.is_dir():
-        fail(f"input: {shown} is not a folder of pictures")
-    images = find_images(folder)
-    if not images:
-        fail(f"input: {shown} has no pictures ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    try:
-        for path in images:
-            check_image(path, f"{shown}/{path.relative_to(folder)}")
-    except DataError as e:
-        fail(str(e))
+    model_path, folder, images = inference_inputs(job, "object-detection-train")
 
     import torch
     from draw import draw_detections

@@ -23,7 +23,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+from clusterlab_server.training import IMAGE_SUFFIXES, unreadable_image
+
 SPLITS = ("train", "val")
 LAYOUT = ("images/{train,val}/ with the pictures, labels/{train,val}/ with one <name>.txt per picture "
           "(lines '<class> <x_center> <y_center> <width> <height>', 0-1 relative) and classes.txt")
@@ -100,13 +101,9 @@ def parse_label_file(path: Path, shown: str, num_classes: int) -> list[tuple[int
 
 
 def check_image(path: Path, shown: str) -> None:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            image.verify()
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
-        raise DataError(f"{shown} cannot be read as an image ({e}); replace or remove it") from None
+    reason = unreadable_image(path)
+    if reason:
+        raise DataError(f"{shown} cannot be read as an image ({reason}); replace or remove it")
 
 
 def load_split(dataset: Path, shown: str, split: str, num_classes: int, check_images: bool = True) -> list[Sample]:

@@ -139,7 +139,7 @@ def test_openapi_document_describes_every_route(api):
     assert status == 200 and doc["openapi"].startswith("3.")
     assert set(doc["paths"]) == {
         "/templates", "/templates/{template_id}", "/profiles", "/jobs", "/jobs/{job_id}",
-        "/jobs/{job_id}/log", "/jobs/{job_id}/rerun", "/openapi.json",
+        "/jobs/{job_id}/log", "/jobs/{job_id}/rerun", "/openapi.json", "/tensorboard", "/gpus",
     }
 
 
@@ -148,3 +148,10 @@ def test_installing_the_package_enables_the_extension_and_quiets_jupyterlab():
     assert json.loads(installed.read_text())["ServerApp"]["jpserver_extensions"]["clusterlab_server"] is True
     overrides = json.loads((Path(sys.prefix) / "share" / "jupyter" / "lab" / "settings" / "overrides.json").read_text())
     assert overrides["@jupyterlab/apputils-extension:notification"]["fetchNews"] == "false"
+
+
+def test_gpu_status_says_when_none_is_granted(api, monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    status, body = api("GET", "gpus")
+    assert status == 200 and body == {"granted": [], "gpus": [], "message": "no GPU granted"}
+

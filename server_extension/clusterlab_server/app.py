@@ -16,6 +16,7 @@ from traitlets import Float, List, Unicode
 
 from .handlers import handlers
 from .service import JobService, Settings
+from .tensorboard import TensorBoardManager
 
 
 class ClusterLabApp(ExtensionApp):
@@ -30,6 +31,9 @@ class ClusterLabApp(ExtensionApp):
     )
     profiles_file = Unicode("", config=True, help="Instance sizes (default: the hub's, from CLUSTERLAB_PROFILES).")
     poll_interval = Float(5, config=True, help="Seconds between looks at the scheduler for unfinished jobs.")
+    tensorboard_idle_timeout = Float(
+        900, config=True, help="Seconds without use after which the user's TensorBoard stops (0: never).",
+    )
 
     _poller: asyncio.Task | None = None
 
@@ -45,6 +49,9 @@ class ClusterLabApp(ExtensionApp):
         self.service = JobService(settings)
         self.settings["clusterlab_service"] = self.service
         self.settings["clusterlab_poll_interval"] = self.poll_interval
+        self.tensorboard = TensorBoardManager(self.service, base_url=self.serverapp.base_url,
+                                              idle_timeout=self.tensorboard_idle_timeout, log=self.log)
+        self.settings["clusterlab_tensorboard"] = self.tensorboard
         self.log.info("ClusterLab jobs: %s backend, %d templates, store in %s",
                       settings.backend, len(self.service.registry.templates), settings.jobs_root)
 
@@ -66,3 +73,4 @@ class ClusterLabApp(ExtensionApp):
     async def stop_extension(self):
         if self._poller:
             self._poller.cancel()
+        await self.tensorboard.shutdown()

@@ -16,8 +16,10 @@ import time
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
+from . import gpus
 from .openapi import openapi_document
 from .service import JobError, JobService
+from .tensorboard import TensorBoardManager
 
 MAX_BODY_BYTES = 256 * 1024
 FOLLOW_SECONDS = 20
@@ -162,6 +164,38 @@ class LogHandler(ClusterLabHandler):
         self.reply(chunk)
 
 
+class GPUsHandler(ClusterLabHandler):
+    @web.authenticated
+    @json_errors
+    async def get(self):
+        """The GPUs granted to this server and their use (nvidia-smi, when there is one)."""
+        self.reply(await asyncio.to_thread(gpus.status))
+
+
+class TensorBoardHandler(ClusterLabHandler):
+    """The user's TensorBoard over their jobs' outputs, reached through ``<base_url>proxy/<port>/...``."""
+
+    @property
+    def tensorboard(self) -> TensorBoardManager:
+        return self.settings["clusterlab_tensorboard"]
+
+    @web.authenticated
+    @json_errors
+    def get(self):
+        self.reply(self.tensorboard.status())
+
+    @web.authenticated
+    @json_errors
+    async def post(self):
+        """``{"jobs": [ids]}`` (none or empty: all jobs): start, restart over other jobs, or reuse (keep-alive)."""
+        self.reply(await self.tensorboard.start(self.body()))
+
+    @web.authenticated
+    @json_errors
+    async def delete(self):
+        self.reply(await self.tensorboard.stop())
+
+
 class OpenAPIHandler(ClusterLabHandler):
     @web.authenticated
     def get(self):
@@ -178,5 +212,7 @@ def handlers(base: str) -> list[tuple]:
         (f"{base}/jobs/{job}", JobHandler),
         (f"{base}/jobs/{job}/log", LogHandler),
         (f"{base}/jobs/{job}/rerun", RerunHandler),
+        (f"{base}/tensorboard", TensorBoardHandler),
+        (f"{base}/gpus", GPUsHandler),
         (f"{base}/openapi.json", OpenAPIHandler),
     ]

@@ -86,6 +86,33 @@ RERUN = {
     },
 }
 
+TENSORBOARD_REQUEST = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "jobs": {"type": "array", "items": {"type": "string"}, "maxItems": 1000,
+                 "description": "job ids, one run each (named <job name>-<job id>); none or empty: all jobs"},
+    },
+}
+
+TENSORBOARD = {
+    "type": "object",
+    "required": ["running", "url", "port", "pid", "jobs", "runs", "idle_timeout"],
+    "properties": {
+        "running": {"type": "boolean"},
+        "url": {"type": ["string", "null"],
+                "description": "where the browser opens it: <base_url>proxy/<port>/<private prefix>/"},
+        "port": {"type": ["integer", "null"]},
+        "pid": {"type": ["integer", "null"]},
+        "jobs": {"type": "array", "items": {"type": "string"}},
+        "runs": {"type": "array", "items": {
+            "type": "object", "required": ["job", "run"],
+            "properties": {"job": {"type": "string"}, "run": {"type": "string"}},
+        }},
+        "idle_timeout": {"type": "number", "description": "seconds without use before it stops (0: never)"},
+    },
+}
+
 
 def _json(schema: dict, description: str) -> dict:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
@@ -194,6 +221,31 @@ def openapi_document(base_url: str = "/") -> dict:
                 "requestBody": {"required": True, "content": {"application/json": {"schema": RERUN}}},
                 "responses": {"201": _json(job_ref, "the new job"), **_errors(400, 404, 413, 502)},
             }},
+            "/gpus": {"get": {
+                "summary": "The GPUs granted to this server and their use",
+                "responses": {"200": _json({
+                    "type": "object", "required": ["granted", "gpus", "message"],
+                    "properties": {"granted": {"type": "array", "items": {"type": "string"}},
+                                   "gpus": {"type": "array", "items": {"type": "object"}},
+                                   "message": {"type": "string"}},
+                }, "the grant, and nvidia-smi's figures for it")},
+            }},
+            "/tensorboard": {
+                "get": {"summary": "Whether the user's TensorBoard runs, where, and over which jobs",
+                        "responses": {"200": _json(TENSORBOARD, "its state")}},
+                "post": {
+                    "summary": "Start TensorBoard over some jobs (or all), or reuse the one over the same jobs; "
+                               "answers once it serves. Posting again keeps it from stopping when idle",
+                    "requestBody": {"required": False,
+                                    "content": {"application/json": {"schema": TENSORBOARD_REQUEST}}},
+                    "responses": {
+                        "200": _json(TENSORBOARD, "it runs"), **_errors(400, 404, 413),
+                        "502": _json({"$ref": "#/components/schemas/Error"}, "TensorBoard did not start"),
+                    },
+                },
+                "delete": {"summary": "Stop the user's TensorBoard",
+                           "responses": {"200": _json(TENSORBOARD, "it is stopped")}},
+            },
             "/openapi.json": {"get": {
                 "summary": "This document",
                 "responses": {"200": _json({"type": "object"}, "the OpenAPI document")},

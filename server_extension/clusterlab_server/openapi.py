@@ -6,6 +6,7 @@ documented path and answer is exercised with generated input.
 
 from __future__ import annotations
 
+from .service import NAME_RULE
 from .store import STATUSES
 
 ERROR = {
@@ -68,21 +69,20 @@ SUBMIT = {
     "additionalProperties": False,
     "properties": {
         "template": {"type": "string"},
-        "name": {"type": "string", "pattern": "^[A-Za-z0-9_]+$", "maxLength": 100},
+        "name": {"type": "string", "pattern": NAME_RULE.pattern, "maxLength": 100},
         "params": {"type": "object"},
         "profile": {"type": "string"},
         "hours": {"type": "number", "exclusiveMinimum": 0},
     },
 }
 
+# a rerun changes any of a submission's fields but its template; all are optional
 RERUN = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
-        "name": {"type": "string", "pattern": "^[A-Za-z0-9_]+$"},
+        **{key: value for key, value in SUBMIT["properties"].items() if key != "template"},
         "params": {"type": "object", "description": "changed parameters; the others are the original job's"},
-        "profile": {"type": "string"},
-        "hours": {"type": "number", "exclusiveMinimum": 0},
     },
 }
 

@@ -11,8 +11,11 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 setup: $(VENV)/.installed node_modules/.installed
 
-# Re-installs only when pyproject.toml changes; the package is editable.
-$(VENV)/.installed: pyproject.toml
+# Re-installs only when pyproject.toml or the lab extension changes (the Python
+# code is editable; the lab extension is built by the package build).
+LABEXTENSION_SOURCES := $(wildcard labextension/src/* labextension/style/* labextension/schema/*) \
+	labextension/package.json labextension/yarn.lock
+$(VENV)/.installed: pyproject.toml $(LABEXTENSION_SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { echo "installing python3-venv (Debian)"; apt-get install -y -q python3-venv && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test,ai]'

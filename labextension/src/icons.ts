@@ -1,0 +1,43 @@
+/** One launcher icon per template category (the template's `category`). */
+import { LabIcon } from '@jupyterlab/ui-components';
+
+function icon(name: string, body: string): LabIcon {
+  return new LabIcon({
+    name: `clusterlab:${name}`,
+    svgstr: `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24" width="16" height="16"><g class="jp-icon3" fill="#616161">${body}</g></svg>`
+  });
+}
+
+export const imageIcon = icon(
+  'image-classification',
+  '<path d="M4 4h16a1 1 0 0 1 1 1v14a1 1 0 0 1-1 1H4a1 1 0 0 1-1-1V5a1 1 0 0 1 1-1zm1 2v10l4-4 3 3 4-5 3 4V6H5zm3 1.5a1.5 1.5 0 1 1 0 3 1.5 1.5 0 0 1 0-3z"/>'
+);
+export const detectionIcon = icon(
+  'object-detection',
+  '<path d="M3 3h6v2H5v4H3V3zm12 0h6v6h-2V5h-4V3zM3 15h2v4h4v2H3v-6zm16 0h2v6h-6v-2h4v-4zM8 8h8v8H8V8z"/>'
+);
+export const tabularIcon = icon(
+  'tabular',
+  '<path d="M3 4h18v16H3V4zm2 2v3h4V6H5zm6 0v3h8V6h-8zM5 11v3h4v-3H5zm6 0v3h8v-3h-8zm-6 5v2h4v-2H5zm6 0v2h8v-2h-8z"/>'
+);
+export const scriptIcon = icon(
+  'script',
+  '<path d="M8.6 16.6 4 12l4.6-4.6L10 8.8 6.8 12l3.2 3.2-1.4 1.4zm6.8 0L14 15.2l3.2-3.2L14 8.8l1.4-1.4L20 12l-4.6 4.6z"/>'
+);
+export const jobsIcon = icon(
+  'jobs',
+  '<path d="M4 5h16v2H4V5zm0 6h10v2H4v-2zm0 6h16v2H4v-2zm13-7 4 2-4 2v-4z"/>'
+);
+
+export function iconFor(category: string): LabIcon {
+  if (category.startsWith('image')) {
+    return imageIcon;
+  }
+  if (category.startsWith('object')) {
+    return detectionIcon;
+  }
+  if (category.startsWith('tabular')) {
+    return tabularIcon;
+  }
+  return scriptIcon;
+}

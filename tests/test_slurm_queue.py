@@ -9,8 +9,8 @@ the real Slurm.
 import asyncio
 
 import pytest
+from clusterlab_spawner.availability import availability_from_nodes
 from clusterlab_spawner.profiles import Profile
-from clusterlab_spawner.slurm import availability_from_nodes
 from clusterlab_spawner.slurm_queue import (
     SlurmQueue,
     parse_sinfo,
@@ -139,6 +139,16 @@ def test_availability_says_what_fits_queues_or_never_fits():
     assert "the largest node of partition gpu has 8 cores, 62 GB, 4 GPUs" in a.impossible["gpu-8"]
     assert "huge" in a.impossible
     assert a.impossible["nowhere"] == "partition missing does not exist"
+    # the job service's reading of the same answer (GET /clusterlab/api/profiles)
+    assert a.state("small") == {"state": "free", "reason": ""}
+    assert a.state("gpu-2") == {"state": "queue", "reason": a.blocked["gpu-2"]}
+    assert a.state("nowhere") == {"state": "impossible", "reason": "partition missing does not exist"}
+
+
+def test_the_hub_backends_still_find_availability_where_they_did():
+    from clusterlab_spawner import availability, spawner
+
+    assert spawner.Availability is availability.Availability
 
 
 @pytest.mark.parametrize("state", ["down*", "drained", "fail", "maint"])

@@ -34,7 +34,6 @@ import asyncio
 import html
 import json
 import logging
-import math
 import os
 import pwd
 import re
@@ -51,10 +50,10 @@ from jupyterhub.apihandlers import APIHandler
 from tornado import web
 from traitlets import Bool, Float, Unicode, default
 
-from .profiles import Profile
+from .availability import Availability, availability_from_nodes
 from .slurm_directives import job_name, sbatch_directives
-from .slurm_queue import NodeFree, SlurmJob, SlurmNodes, SlurmQueue, reason_in_words, run
-from .spawner import Availability, ClusterSpawner
+from .slurm_queue import SlurmJob, SlurmNodes, SlurmQueue, reason_in_words, run
+from .spawner import ClusterSpawner
 
 VENV_BIN = Path(sys.executable).parent
 # Unix account names this backend accepts (useradd's default rule, no dots)
@@ -449,56 +448,6 @@ class SlurmClusterSpawner(ClusterSpawner, FixedSlurmSpawner):
         message = super().describe_waiting()
         choice = self.choice
         return f"{message} (asked for {choice.profile.summary})" if choice else message
-
-
-def availability_from_nodes(nodes: list[NodeFree], profiles) -> Availability:
-    """sinfo's nodes -> what is free, what must queue and what never fits, per profile."""
-    usable = {n.name: n for n in nodes if n.usable}
-    default_partition = next((n.partition for n in nodes if n.default_partition), "")
-    availability = Availability(
-        free_cpus=sum(n.free_cpus for n in usable.values()),
-        total_cpus=sum(n.cpus for n in usable.values()),
-        free_gpus=sum(n.free_gpus for n in usable.values()),
-        total_gpus=sum(n.gpus for n in usable.values()),
-    )
-    for profile in profiles:
-        partition = profile.slurm.get("partition") or default_partition
-        members = [n for n in nodes if n.partition == partition]
-        never, busy = _fit(profile, partition, members)
-        if never:
-            availability.impossible[profile.id] = never
-        elif busy:
-            availability.blocked[profile.id] = busy
-    return availability
-
-
-def _fit(profile: Profile, partition: str, members: list[NodeFree]) -> tuple[str, str]:
-    """(why it can never run, why it cannot run now) in one partition; '' when it can."""
-    if not members:
-        return f"partition {partition} does not exist", ""
-    memory_mb = math.ceil(profile.memory_gb * 1024)
-
-    def fits(cpus, mem, gpus):
-        return cpus >= profile.cpus and mem >= memory_mb and gpus >= profile.gpus
-
-    if not any(fits(n.cpus, n.memory_mb, n.gpus) for n in members):
-        big = max(members, key=lambda n: (n.gpus, n.cpus, n.memory_mb))
-        return (
-            f"needs {profile.summary}; the largest node of partition {partition} has "
-            f"{big.cpus} cores, {big.memory_mb // 1024} GB, {big.gpus} GPUs"
-        ), ""
-    usable = [n for n in members if n.usable]
-    if not usable:
-        return "", f"no node of partition {partition} is up"
-    if any(fits(n.free_cpus, n.free_memory_mb, n.free_gpus) for n in usable):
-        return "", ""
-    if profile.gpus and max(n.free_gpus for n in usable) < profile.gpus:
-        free = sum(n.free_gpus for n in usable)
-        return "", f"needs {profile.gpus} GPU(s); {free} free now in partition {partition}"
-    if max(n.free_cpus for n in usable) < profile.cpus:
-        free = max(n.free_cpus for n in usable)
-        return "", f"needs {profile.cpus} core(s); at most {free} free now on a node of {partition}"
-    return "", f"needs {profile.memory_gb:g} GB; not that much memory is free now in partition {partition}"
 
 
 def warn_if_unreachable_by_jobs(venv_bin: Path) -> None:

@@ -16,7 +16,6 @@ Everything here is backend-agnostic:
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Float, Integer, Unicode, default
 
+from .availability import Availability
 from .options import (
     Choice,
     OptionsError,
@@ -47,20 +47,6 @@ _templates = jinja2.Environment(
 @functools.lru_cache(maxsize=8)
 def _cached_profiles(path: str) -> dict[str, Profile]:
     return {p.id: p for p in load_profiles(path)}
-
-
-@dataclasses.dataclass
-class Availability:
-    """What is free right now, as a backend sees it (None: unknown)."""
-
-    free_cpus: int | None
-    total_cpus: int | None
-    free_gpus: int | None
-    total_gpus: int | None
-    # per profile id: why it cannot start now (busy); absent when it can
-    blocked: dict[str, str] = dataclasses.field(default_factory=dict)
-    # per profile id: why it can never start here (larger than any machine or node)
-    impossible: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 class ClusterSpawner(Spawner):

@@ -13,7 +13,9 @@ import sys
 import time
 from pathlib import Path
 
+import jsonschema
 import pytest
+from clusterlab_server.openapi import openapi_document
 from pytest_jupyter.jupyter_core import *  # noqa: F403 (fixtures)
 from pytest_jupyter.jupyter_server import *  # noqa: F403 (fixtures)
 from tornado.httpclient import HTTPClientError
@@ -139,7 +141,8 @@ def test_openapi_document_describes_every_route(api):
     assert status == 200 and doc["openapi"].startswith("3.")
     assert set(doc["paths"]) == {
         "/templates", "/templates/{template_id}", "/profiles", "/jobs", "/jobs/{job_id}",
-        "/jobs/{job_id}/log", "/jobs/{job_id}/rerun", "/openapi.json", "/tensorboard", "/gpus",
+        "/jobs/{job_id}/log", "/jobs/{job_id}/metrics", "/jobs/{job_id}/rerun", "/openapi.json",
+        "/tensorboard", "/gpus",
     }
 
 
@@ -154,4 +157,37 @@ def test_gpu_status_says_when_none_is_granted(api, monkeypatch):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     status, body = api("GET", "gpus")
     assert status == 200 and body == {"granted": [], "gpus": [], "message": "no GPU granted"}
+
+
+
+def metrics_line(epoch, epochs, **metrics):
+    return json.dumps({"step": epoch * 10, "epoch": epoch, "epochs": epochs, "time": 1700000000.0 + epoch,
+                       "metrics": metrics}) + "\n"
+
+
+def test_progress_and_metrics_come_from_metrics_jsonl(api):
+    _, job = api("POST", "jobs", body={"template": "python-script", "name": "m", "params": {"script": "src/hello.py"}})
+    job = wait_status(api, job["id"])
+    assert job["progress"] is None  # no metrics.jsonl
+    assert api("GET", "jobs", job["id"], "metrics") == (200, {"points": []})
+    metrics = Path(job["folder"]) / "output" / "metrics.jsonl"
+    metrics.write_text(metrics_line(1, 4, loss=0.9) + '{"step": 20, "epoch": 2, "epo')  # killed mid-write
+    assert api("GET", "jobs", job["id"])[1]["progress"] == {
+        "epoch": 1, "epochs": 4, "fraction": 0.25, "metrics": {"loss": 0.9}}
+    metrics.write_text(metrics_line(1, 4, loss=0.9) + metrics_line(2, 4, loss=0.5, accuracy=0.8) + '{"step": 30, "ep')
+    expected = {"epoch": 2, "epochs": 4, "fraction": 0.5, "metrics": {"loss": 0.5, "accuracy": 0.8}}
+    assert api("GET", "jobs", job["id"])[1]["progress"] == expected
+    _, page = api("GET", "jobs")
+    assert page["jobs"][0]["progress"] == expected
+    status, body = api("GET", "jobs", job["id"], "metrics")
+    assert status == 200 and [p["epoch"] for p in body["points"]] == [1, 2]
+    documented = api("GET", "openapi.json")[1]["paths"]["/jobs/{job_id}/metrics"]["get"]["responses"]["200"]
+    jsonschema.validate(body, documented["content"]["application/json"]["schema"])
+    jsonschema.validate(page["jobs"][0], openapi_document()["components"]["schemas"]["Job"])
+    assert body["points"][1] == {"step": 20, "epoch": 2, "epochs": 4, "time": 1700000002.0,
+                                 "metrics": {"loss": 0.5, "accuracy": 0.8}}
+    metrics.write_text("")
+    assert api("GET", "jobs", job["id"])[1]["progress"] is None
+    status, missing = api("GET", "jobs", "nope", "metrics")
+    assert status == 404 and missing["field"] == "id"
 

@@ -261,7 +261,7 @@ def follow_to_end(service: JobService, job: Job, args) -> int:
                          f"(clusterlab logs -f {job.id}, clusterlab cancel {job.id})\n")
         return EXIT_INTERRUPTED
     if args.json:
-        print_json(ended.to_json(), sys.stdout)
+        print_json(service.job_json(ended), sys.stdout)
     else:
         sys.stderr.write(f"clusterlab: job {ended.id} {describe_end(ended)}\n")
     return EXIT_OK if ended.status == "completed" else EXIT_JOB_FAILED
@@ -347,7 +347,7 @@ def submitted(service: JobService, job: Job, args) -> int:
     if args.follow:
         return follow_to_end(service, job, args)
     if args.json:
-        print_json(job.to_json(), sys.stdout)
+        print_json(service.job_json(job), sys.stdout)
     return EXIT_OK
 
 
@@ -355,7 +355,7 @@ def cmd_jobs(service: JobService, args) -> int:
     service.refresh()
     jobs, total = service.list(status=args.status, template=args.template, limit=args.limit)
     if args.json:
-        print_json({"jobs": [j.to_json() for j in jobs], "total": total}, sys.stdout)
+        print_json({"jobs": [service.job_json(j) for j in jobs], "total": total}, sys.stdout)
         return EXIT_OK
     if not jobs:
         sys.stderr.write("clusterlab: no jobs\n")
@@ -382,7 +382,7 @@ def cmd_logs(service: JobService, args) -> int:
 def cmd_cancel(service: JobService, args) -> int:
     job = service.cancel(args.id)
     if args.json:
-        print_json(job.to_json(), sys.stdout)
+        print_json(service.job_json(job), sys.stdout)
     else:
         sys.stdout.write(f"{job.id} {job.status}\n")
     return EXIT_OK

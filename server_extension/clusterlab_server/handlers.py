@@ -117,14 +117,14 @@ class JobsHandler(ClusterLabHandler):
             limit=self.int_argument("limit", 100),
             offset=self.int_argument("offset", 0),
         )
-        self.reply({"jobs": [j.to_json() for j in jobs], "total": total})
+        self.reply({"jobs": [self.service.job_json(j) for j in jobs], "total": total})
 
     @web.authenticated
     @json_errors
     def post(self):
         job = self.service.submit(self.body())
         self.set_header("Location", self.request.path.rstrip("/") + "/" + job.id)
-        self.reply(job.to_json(), 201)
+        self.reply(self.service.job_json(job), 201)
 
 
 class JobHandler(ClusterLabHandler):
@@ -132,19 +132,27 @@ class JobHandler(ClusterLabHandler):
     @json_errors
     async def get(self, job_id):
         await self.fresh()
-        self.reply(self.service.get(job_id).to_json())
+        self.reply(self.service.job_json(self.service.get(job_id)))
 
     @web.authenticated
     @json_errors
     def delete(self, job_id):
-        self.reply(self.service.cancel(job_id).to_json())
+        self.reply(self.service.job_json(self.service.cancel(job_id)))
 
 
 class RerunHandler(ClusterLabHandler):
     @web.authenticated
     @json_errors
     def post(self, job_id):
-        self.reply(self.service.rerun(job_id, self.body()).to_json(), 201)
+        self.reply(self.service.job_json(self.service.rerun(job_id, self.body())), 201)
+
+
+class MetricsHandler(ClusterLabHandler):
+    @web.authenticated
+    @json_errors
+    def get(self, job_id):
+        """Every complete line of the job's metrics.jsonl, for its charts."""
+        self.reply(self.service.metrics(job_id))
 
 
 class LogHandler(ClusterLabHandler):
@@ -211,6 +219,7 @@ def handlers(base: str) -> list[tuple]:
         (f"{base}/jobs", JobsHandler),
         (f"{base}/jobs/{job}", JobHandler),
         (f"{base}/jobs/{job}/log", LogHandler),
+        (f"{base}/jobs/{job}/metrics", MetricsHandler),
         (f"{base}/jobs/{job}/rerun", RerunHandler),
         (f"{base}/tensorboard", TensorBoardHandler),
         (f"{base}/gpus", GPUsHandler),

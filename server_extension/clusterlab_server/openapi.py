@@ -22,9 +22,36 @@ JUPYTER_ERROR = {
     "properties": {"message": {"type": "string"}, "reason": {"type": ["string", "null"]}},
 }
 
+METRICS = {"type": "object", "additionalProperties": {"type": "number"},
+           "description": "metric name -> value (values that are not finite numbers are left out)"}
+
+PROGRESS = {
+    "type": ["object", "null"],
+    "description": "from the latest complete line of output/metrics.jsonl; null before the first",
+    "required": ["epoch", "epochs", "fraction", "metrics"],
+    "properties": {
+        "epoch": {"type": "integer"},
+        "epochs": {"type": "integer"},
+        "fraction": {"type": "number", "minimum": 0, "maximum": 1, "description": "epoch / epochs"},
+        "metrics": METRICS,
+    },
+}
+
+METRICS_POINT = {
+    "type": "object",
+    "required": ["step", "epoch", "epochs", "time", "metrics"],
+    "properties": {
+        "step": {"type": "integer"},
+        "epoch": {"type": "integer"},
+        "epochs": {"type": "integer"},
+        "time": {"type": "number", "description": "seconds since the epoch (Unix time)"},
+        "metrics": METRICS,
+    },
+}
+
 JOB = {
     "type": "object",
-    "required": ["id", "name", "template", "params", "profile", "hours", "status", "submit_time"],
+    "required": ["id", "name", "template", "params", "profile", "hours", "status", "submit_time", "progress"],
     "properties": {
         "id": {"type": "string"},
         "name": {"type": "string"},
@@ -44,6 +71,7 @@ JOB = {
         "submit_time": {"type": "string", "format": "date-time"},
         "start_time": {"type": ["string", "null"], "format": "date-time"},
         "end_time": {"type": ["string", "null"], "format": "date-time"},
+        "progress": PROGRESS,
     },
 }
 
@@ -214,6 +242,14 @@ def openapi_document(base_url: str = "/") -> dict:
                     "properties": {"id": {"type": "string"}, "offset": {"type": "integer"}, "text": {"type": "string"},
                                    "status": {"type": "string"}, "done": {"type": "boolean"}},
                 }, "a piece of the log"), **_errors(400, 404)},
+            }},
+            "/jobs/{job_id}/metrics": {"get": {
+                "summary": "Every complete line of the job's metrics.jsonl, oldest first (for its charts)",
+                "parameters": [JOB_ID],
+                "responses": {"200": _json({
+                    "type": "object", "required": ["points"],
+                    "properties": {"points": {"type": "array", "items": METRICS_POINT}},
+                }, "the points; empty before the first"), **_errors(404)},
             }},
             "/jobs/{job_id}/rerun": {"post": {
                 "summary": "Run a job again, with some parameters changed",

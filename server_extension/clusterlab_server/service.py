@@ -35,6 +35,7 @@ from clusterlab_spawner.options import OptionsError, validate_user_options
 from clusterlab_spawner.profiles import Profile, load_profiles
 
 from .backends import BackendError, LocalBackend, SlurmBackend
+from .progress import MetricsFiles
 from .registry import Registry, Template
 from .store import FINAL, STATUSES, Job, JobStore, dumps, utcnow
 
@@ -114,6 +115,7 @@ class JobService:
         self.backend = SlurmBackend(settings.slurm_bin_dir) if settings.backend == "slurm" else LocalBackend()
         self._environment: dict | None = None
         self._refreshed_at = float("-inf")
+        self.metrics_files = MetricsFiles()
 
     # ----- what can be run --------------------------------------------------------------
 
@@ -317,6 +319,22 @@ class JobService:
         if job is None:
             raise JobError(404, f"no job {str(job_id)[:64]!r}", "id")
         return job
+
+    def job_json(self, job: Job) -> dict:
+        """A job as the API and the CLI show it: its record, and its progress from ``metrics.jsonl``.
+
+        ``progress`` is None until the job has written a complete metrics line, else
+        ``{"epoch", "epochs", "fraction" (0..1), "metrics": the latest line's}``.
+        """
+        return {**job.to_json(), "progress": self.metrics_files.progress(self._metrics_path(job))}
+
+    def metrics(self, job_id: str) -> dict:
+        """Every complete line of the job's ``metrics.jsonl``, oldest first: ``{"points": [...]}``."""
+        return {"points": self.metrics_files.points(self._metrics_path(self.get(job_id)))}
+
+    @staticmethod
+    def _metrics_path(job: Job) -> Path:
+        return Path(job.folder) / "output" / "metrics.jsonl"
 
     def list(self, status: str | None = None, template: str | None = None, limit: int = 100, offset: int = 0):
         if status and status not in STATUSES:

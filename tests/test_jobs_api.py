@@ -191,3 +191,18 @@ def test_progress_and_metrics_come_from_metrics_jsonl(api):
     status, missing = api("GET", "jobs", "nope", "metrics")
     assert status == 404 and missing["field"] == "id"
 
+
+def test_profiles_say_whether_this_server_can_run_them(api, monkeypatch):
+    monkeypatch.setattr("clusterlab_server.backends.server_cores", lambda: 4)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    status, body = api("GET", "profiles")
+    availability = {p["id"]: p["availability"] for p in body["profiles"]}
+    assert status == 200 and body["backend"] == "local"
+    assert availability["cpu-small"] == {"state": "free", "reason": ""}
+    assert availability["gpu-1"] == {"state": "impossible", "reason": "needs 1 GPU; this server was granted none"}
+    assert availability["cpu-large"] == {"state": "impossible", "reason": "needs 8 cores; this server has 4"}
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    availability = {p["id"]: p["availability"] for p in api("GET", "profiles")[1]["profiles"]}
+    assert availability["gpu-1"] == {"state": "free", "reason": ""}
+    assert availability["gpu-4"] == {"state": "impossible", "reason": "needs 4 GPUs; this server was granted 1"}

@@ -11,6 +11,11 @@ forgotten it, or after the JupyterLab that started it was restarted.
   kills it, and a reused pid is not mistaken for it.
 - :class:`SlurmBackend`: ``sbatch --parsable``; one ``squeue`` per poll for
   all jobs (the parser is the hub's, ``clusterlab_spawner.slurm_queue``); ``scancel``.
+
+Each also says which sizes a job could get now (``availability``): the local
+backend from what this server itself was given (its cores and GPUs), Slurm from
+``sinfo``, read the way the hub's size form reads it
+(``clusterlab_spawner.availability``).
 """
 
 from __future__ import annotations
@@ -19,12 +24,24 @@ import getpass
 import os
 import signal
 import subprocess
+import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import psutil
-from clusterlab_spawner.slurm_queue import SQUEUE_FORMAT, parse_squeue, reason_in_words
+from clusterlab_spawner.availability import Availability, availability_from_nodes
+from clusterlab_spawner.profiles import Profile
+from clusterlab_spawner.slurm_queue import (
+    SINFO_FORMAT,
+    SQUEUE_FORMAT,
+    NodeFree,
+    parse_sinfo,
+    parse_squeue,
+    reason_in_words,
+)
 
+from . import gpus
 from .store import Job, utcnow
 
 
@@ -55,8 +72,35 @@ def ended_status(folder: Path, fallback_reason: str = "") -> dict:
     return changes
 
 
+def _count(number: int, thing: str) -> str:
+    return f"{number} {thing}" if number == 1 else f"{number} {thing}s"
+
+
+def local_availability(profiles: Iterable[Profile], cores: int, granted_gpus: int) -> Availability:
+    """Jobs run inside this server: a size larger than what it was given can never start."""
+    impossible = {}
+    for profile in profiles:
+        if profile.gpus > granted_gpus:
+            impossible[profile.id] = (f"needs {_count(profile.gpus, 'GPU')}; this server was granted "
+                                      f"{granted_gpus or 'none'}")
+        elif profile.cpus > cores:
+            impossible[profile.id] = f"needs {_count(profile.cpus, 'core')}; this server has {cores}"
+    return Availability(None, cores, None, granted_gpus, impossible=impossible)
+
+
+def server_cores() -> int:
+    """The cores this process may run on (its affinity, which the hub's local pool sets)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 class LocalBackend:
     name = "local"
+
+    def availability(self, profiles: Iterable[Profile]) -> Availability:
+        return local_availability(profiles, server_cores(), len(gpus.granted()))
 
     def directives(self, job: Job, log_path: Path, choice) -> list[str]:
         return []  # the process gets the size through its environment (threads, GPUs)
@@ -112,9 +156,12 @@ class LocalBackend:
 class SlurmBackend:
     name = "slurm"
 
-    def __init__(self, bin_dir: str = "/usr/bin"):
+    def __init__(self, bin_dir: str = "/usr/bin", nodes_max_age: float = 10):
         self.bin_dir = bin_dir
         self.commands_run = 0  # scheduler calls, for tests and benchmarks
+        self.nodes_max_age = nodes_max_age  # seconds a sinfo answer (or failure) is reused
+        self._nodes: tuple[float, list[NodeFree] | None, str] = (float("-inf"), None, "")
+        self._nodes_lock = threading.Lock()
 
     def _run(self, argv: list[str], timeout: float = 30, env: dict | None = None) -> subprocess.CompletedProcess:
         self.commands_run += 1
@@ -122,6 +169,28 @@ class SlurmBackend:
             return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
         except (OSError, subprocess.TimeoutExpired) as e:
             return subprocess.CompletedProcess(argv, 1, "", str(e))
+
+    def nodes(self) -> tuple[list[NodeFree] | None, str]:
+        """(sinfo's nodes, '') or (None, why not), at most one sinfo per ``nodes_max_age`` seconds."""
+        with self._nodes_lock:  # callers at once wait for one sinfo
+            taken_at, nodes, error = self._nodes
+            if time.monotonic() - taken_at >= self.nodes_max_age:
+                result = self._run([f"{self.bin_dir}/sinfo", "--noheader", "--Node", f"--Format={SINFO_FORMAT}"],
+                                   timeout=10)
+                if result.returncode == 0:
+                    nodes, error = parse_sinfo(result.stdout), ""
+                else:
+                    nodes, error = None, result.stderr.strip() or f"sinfo exit status {result.returncode}"
+                self._nodes = (time.monotonic(), nodes, error)
+            return nodes, error
+
+    def availability(self, profiles: Iterable[Profile]) -> Availability:
+        profiles = list(profiles)
+        nodes, error = self.nodes()
+        if nodes is None:
+            reason = f"Slurm's sinfo failed ({error}); a job waits in the queue until it fits"
+            return Availability(None, None, None, None, blocked={p.id: reason for p in profiles})
+        return availability_from_nodes(nodes, profiles)
 
     def directives(self, job: Job, log_path: Path, choice) -> list[str]:
         from clusterlab_spawner.slurm_directives import job_name, sbatch_directives

@@ -96,12 +96,15 @@ class TemplateHandler(ClusterLabHandler):
 class ProfilesHandler(ClusterLabHandler):
     @web.authenticated
     @json_errors
-    def get(self):
+    async def get(self):
+        """The sizes, each with whether a job of it would start now, queue, or never start here."""
+        sizes = self.service.profiles
+        availability = await asyncio.to_thread(self.service.availability, sizes)
         profiles = [
             {"id": p.id, "display_name": p.display_name, "description": p.description, "cpus": p.cpus,
              "memory_gb": p.memory_gb, "gpus": p.gpus, "max_hours": p.max_hours,
-             "default_hours": p.default_hours, "summary": p.summary}
-            for p in self.service.profiles.values()
+             "default_hours": p.default_hours, "summary": p.summary, "availability": availability[p.id]}
+            for p in sizes.values()
         ]
         self.reply({"profiles": profiles, "backend": self.service.backend.name})
 

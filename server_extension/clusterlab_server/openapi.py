@@ -49,6 +49,34 @@ METRICS_POINT = {
     },
 }
 
+AVAILABILITY = {
+    "type": "object",
+    "required": ["state", "reason"],
+    "properties": {
+        "state": {"type": "string", "enum": ["free", "queue", "impossible"],
+                  "description": "starts now, waits in the queue, or can never start here"},
+        "reason": {"type": "string", "description": "why it queues or never starts, in words; empty when free"},
+    },
+}
+
+PROFILE = {
+    "type": "object",
+    "required": ["id", "display_name", "description", "cpus", "memory_gb", "gpus", "max_hours",
+                 "default_hours", "summary", "availability"],
+    "properties": {
+        "id": {"type": "string"},
+        "display_name": {"type": "string"},
+        "description": {"type": "string"},
+        "cpus": {"type": "integer"},
+        "memory_gb": {"type": "number"},
+        "gpus": {"type": "integer"},
+        "max_hours": {"type": "number"},
+        "default_hours": {"type": "number"},
+        "summary": {"type": "string"},
+        "availability": AVAILABILITY,
+    },
+}
+
 JOB = {
     "type": "object",
     "required": ["id", "name", "template", "params", "profile", "hours", "status", "submit_time", "progress"],
@@ -200,9 +228,9 @@ def openapi_document(base_url: str = "/") -> dict:
                 "summary": "Instance sizes a job may ask for",
                 "responses": {"200": _json({
                     "type": "object", "required": ["profiles", "backend"],
-                    "properties": {"profiles": {"type": "array", "items": {"type": "object"}},
+                    "properties": {"profiles": {"type": "array", "items": PROFILE},
                                    "backend": {"type": "string"}},
-                }, "sizes")},
+                }, "sizes, each with whether a job of it starts now")},
             }},
             "/jobs": {
                 "get": {

@@ -123,6 +123,15 @@ class JobService:
     def profiles(self) -> dict[str, Profile]:
         return {p.id: p for p in load_profiles(self.settings.profiles_file)}
 
+    def availability(self, profiles: dict[str, Profile] | None = None) -> dict[str, dict[str, str]]:
+        """Per profile id: ``{"state": "free" | "queue" | "impossible", "reason": ...}``, as the backend sees it.
+
+        May wait on the scheduler (sinfo, cached): call it off the event loop.
+        """
+        profiles = self.profiles if profiles is None else profiles
+        now = self.backend.availability(list(profiles.values()))
+        return {profile_id: now.state(profile_id) for profile_id in profiles}
+
     def template(self, template_id: Any, field: str = "template") -> Template:
         template = self.registry.templates.get(template_id) if isinstance(template_id, str) else None
         if template is None:

@@ -194,3 +194,18 @@ def test_path_parameters_may_name_the_data_roots_and_nothing_else(tmp_path):
     with pytest.raises(JobError) as e:
         service.submit({"template": "python-script", "name": "x", "params": {"script": str(tmp_path / "fails.py")}})
     assert e.value.field == "params.script"
+
+
+def test_the_output_folder_is_given_relative_to_the_workspace_for_the_file_browser(tmp_path):
+    workspace = make_workspace(tmp_path)
+    inside = JobService(Settings(
+        jobs_root=workspace / ".clusterlab" / "jobs", workspace=workspace,
+        template_paths=[REPO / "templates"], profiles_file=PROFILES,
+    ))
+    job = inside.submit({"template": "python-script", "name": "inside", "params": {"script": "src/hello.py"}})
+    assert inside.job_json(job)["output_path"] == f".clusterlab/jobs/{job.id}/output"
+    wait_final(inside, job.id)
+    outside = make_service(tmp_path)  # jobs next to the workspace, not in it
+    job = outside.submit({"template": "python-script", "name": "outside", "params": {"script": "src/hello.py"}})
+    assert outside.job_json(job)["output_path"] is None
+    wait_final(outside, job.id)

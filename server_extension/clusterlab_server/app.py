@@ -52,8 +52,27 @@ class ClusterLabApp(ExtensionApp):
         self.tensorboard = TensorBoardManager(self.service, base_url=self.serverapp.base_url,
                                               idle_timeout=self.tensorboard_idle_timeout, log=self.log)
         self.settings["clusterlab_tensorboard"] = self.tensorboard
+        self._show_job_folders(settings)
         self.log.info("ClusterLab jobs: %s backend, %d templates, store in %s",
                       settings.backend, len(self.service.registry.templates), settings.jobs_root)
+
+    def _show_job_folders(self, settings: Settings) -> None:
+        """Let the file browser open job folders under ``~/.clusterlab`` (the jobs panel's "Output").
+
+        Jupyter refuses hidden paths unless ``ContentsManager.allow_hidden``; it is
+        turned on only when the jobs live in a hidden folder of the workspace and
+        nobody configured it either way (listings still hide dot-files).
+        """
+        contents = self.serverapp.contents_manager
+        configured = any("allow_hidden" in self.serverapp.config.get(cls.__name__, {})
+                         for cls in type(contents).mro())
+        try:
+            inside = settings.jobs_root.resolve().relative_to(settings.workspace.resolve())
+        except ValueError:
+            return
+        if not configured and any(part.startswith(".") for part in inside.parts):
+            contents.allow_hidden = True
+            self.log.info("ClusterLab: jobs are in %s, so hidden paths may be opened (allow_hidden)", inside)
 
     def initialize_handlers(self):
         # ExtensionApp puts the server's base URL in front

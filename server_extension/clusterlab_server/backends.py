@@ -77,15 +77,19 @@ def _count(number: int, thing: str) -> str:
 
 
 def local_availability(profiles: Iterable[Profile], cores: int, granted_gpus: int) -> Availability:
-    """Jobs run inside this server: a size larger than what it was given can never start."""
-    impossible = {}
+    """Jobs run inside this server: a size with more GPUs than it was given can never start.
+
+    More cores than the server has is allowed, as the hub's local spawner allows it
+    (it caps a size at the machine): the job runs on the server's cores, and says so.
+    """
+    impossible, notes = {}, {}
     for profile in profiles:
         if profile.gpus > granted_gpus:
             impossible[profile.id] = (f"needs {_count(profile.gpus, 'GPU')}; this server was granted "
                                       f"{granted_gpus or 'none'}")
         elif profile.cpus > cores:
-            impossible[profile.id] = f"needs {_count(profile.cpus, 'core')}; this server has {cores}"
-    return Availability(None, cores, None, granted_gpus, impossible=impossible)
+            notes[profile.id] = f"runs on this server's {_count(cores, 'core')} (asks for {profile.cpus})"
+    return Availability(None, cores, None, granted_gpus, impossible=impossible, notes=notes)
 
 
 def server_cores() -> int:

@@ -79,7 +79,8 @@ PROFILE = {
 
 JOB = {
     "type": "object",
-    "required": ["id", "name", "template", "params", "profile", "hours", "status", "submit_time", "progress"],
+    "required": ["id", "name", "template", "params", "profile", "hours", "status", "submit_time", "progress",
+                 "output_path"],
     "properties": {
         "id": {"type": "string"},
         "name": {"type": "string"},
@@ -100,6 +101,11 @@ JOB = {
         "start_time": {"type": ["string", "null"], "format": "date-time"},
         "end_time": {"type": ["string", "null"], "format": "date-time"},
         "progress": PROGRESS,
+        "output_path": {
+            "type": ["string", "null"],
+            "description": "the job's output folder relative to the server's root (for the file browser); "
+                           "null when the jobs live outside it",
+        },
     },
 }
 

@@ -334,8 +334,18 @@ class JobService:
 
         ``progress`` is None until the job has written a complete metrics line, else
         ``{"epoch", "epochs", "fraction" (0..1), "metrics": the latest line's}``.
+        ``output_path``: the output folder relative to the workspace, for the file
+        browser (None when the jobs root lies outside the workspace).
         """
-        return {**job.to_json(), "progress": self.metrics_files.progress(self._metrics_path(job))}
+        output = Path(job.folder) / "output"
+        output_path = None
+        for folder, root in ((output, self.settings.workspace),  # resolved only when the plain paths differ
+                             (Path(os.path.realpath(output)), Path(os.path.realpath(self.settings.workspace)))):
+            if folder.is_relative_to(root):
+                output_path = folder.relative_to(root).as_posix()
+                break
+        return {**job.to_json(), "progress": self.metrics_files.progress(self._metrics_path(job)),
+                "output_path": output_path}
 
     def metrics(self, job_id: str) -> dict:
         """Every complete line of the job's ``metrics.jsonl``, oldest first: ``{"points": [...]}``."""

@@ -123,7 +123,7 @@ function TemplateForm(props: IProps): JSX.Element {
   };
 
   return (
-    <div className="jp-clusterlab-form" data-template={template.id}>
+    <div className="jp-clusterlab-form" data-template={template.id} data-rerun-of={rerunOf ?? undefined}>
       <h2 className="jp-clusterlab-form-title">
         {rerunOf ? `Run again: ${template.name}` : template.name}
       </h2>
@@ -165,7 +165,9 @@ function TemplateForm(props: IProps): JSX.Element {
               <span className="jp-clusterlab-profile-summary">{p.summary}</span>
               <span className="jp-clusterlab-profile-availability">
                 {availability.state === 'free'
-                  ? 'available now'
+                  ? availability.reason
+                    ? `available now: ${availability.reason}`
+                    : 'available now'
                   : availability.state === 'queue'
                     ? `will queue: ${availability.reason}`
                     : `cannot run here: ${availability.reason}`}

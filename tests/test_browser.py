@@ -1,0 +1,337 @@
+"""The used-by flow in a real browser: Debian's Chromium driven by Playwright
+against a real hub on `make run`'s configuration, once on the embedded default
+(local processes) and once on the real Slurm.
+
+log in -> pick a size on the spawn form -> JupyterLab -> launcher tile -> form
+with defaults -> a bad value shows its message (the browser's check and the
+server's) -> submit image-classification-train on demo data -> the jobs panel
+shows it progress and complete, with its chart -> its log -> cancel a second job
+-> rerun pre-filled -> the output folder -> TensorBoard with the job's scalars.
+And a second user can neither open the first one's TensorBoard nor their jobs.
+
+Screenshots of each step: test-artifacts/browser/<backend>/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from hub import REPO, Hub
+
+playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[test]' (make setup)")
+
+pytestmark = [pytest.mark.hub, pytest.mark.browser]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic", "--disable-dev-shm-usage"]
+PASSWORD = "a-long-test-password"
+USER, OTHER = "erin", "frank"
+SLURM_PROFILES = REPO / "tests" / "data" / "slurm-profiles.yaml"
+# the size picked on the spawn form, and the one the jobs ask for
+SIZE = {"local": "cpu-small", "slurm": "cpu-1"}
+SHOTS = REPO / "test-artifacts" / "browser"
+EPOCHS = 8
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    if not Path(CHROMIUM).exists():
+        message = "Debian's Chromium is missing: apt-get install -y chromium (tests/setup-services.sh does it in CI)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module", params=["local", "slurm"])
+def lab_hub(request, tmp_path_factory):
+    """A hub on `make run`'s configuration (the Slurm one: `make slurm`'s), with two users."""
+    backend = request.param
+    env = {"CLUSTERLAB_POLL_INTERVAL": "1"}
+    if backend == "slurm":
+        request.getfixturevalue("slurm")
+        env.update(CLUSTERLAB_BACKEND="slurm", CLUSTERLAB_PROFILES=str(SLURM_PROFILES),
+                   CLUSTERLAB_CREATE_UNIX_USERS="1")
+    hub = Hub(tmp_path_factory.mktemp(f"browser-hub-{backend}"), env=env)
+    hub.backend = backend
+    hub.start()
+    hub.tokens = {name: hub.add_user(name, PASSWORD) for name in (USER, OTHER)}
+    yield hub
+    for name, token in hub.tokens.items():
+        cancel_unfinished_jobs(hub, name, token)
+    for user in hub.admin_api.get(hub.url + "/hub/api/users").json():
+        for server in user["servers"]:
+            hub.stop_server(hub.admin_api, user["name"], server)
+    hub.stop()
+
+
+def cancel_unfinished_jobs(hub: Hub, user: str, token: str) -> None:
+    jobs = f"{hub.url}/user/{user}/clusterlab/api/jobs"
+    try:
+        for job in hub.api(token).get(jobs, timeout=10).json()["jobs"]:
+            if job["status"] in ("queued", "running"):
+                hub.api(token).delete(f"{jobs}/{job['id']}", timeout=30)
+    except (requests.RequestException, ValueError, KeyError):
+        pass  # the server is not running: its jobs were never started
+
+
+class Steps:
+    """Screenshots, numbered in the order the story takes them."""
+
+    def __init__(self, page, folder: Path):
+        self.page, self.folder, self.count = page, folder, 0
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+
+    def shot(self, name: str) -> None:
+        self.count += 1
+        self.page.screenshot(path=self.folder / f"{self.count:02d}-{name}.png")
+
+
+def log_in(page, hub: Hub, user: str) -> None:
+    page.goto(f"{hub.url}/hub/login")
+    page.fill("#username_input", user)
+    page.fill("#password_input", PASSWORD)
+    page.click("#login_submit")
+
+
+def home_of(hub: Hub, user: str) -> Path:
+    if hub.backend == "slurm":
+        import pwd
+
+        return Path(pwd.getpwnam(user).pw_dir)
+    return hub.data_dir / "users" / user
+
+
+def write_demo_data(hub: Hub, user: str) -> None:
+    """`clusterlab demo-data ~/demo`, as the user would run it in a terminal."""
+    from clusterlab_server.demo_data import generate
+
+    home = home_of(hub, user)
+    generate(home / "demo")
+    if hub.backend == "slurm":
+        import pwd
+
+        account = pwd.getpwnam(user)
+        for folder, _, files in os.walk(home / "demo"):
+            os.chown(folder, account.pw_uid, account.pw_gid)
+            for name in files:
+                os.chown(Path(folder) / name, account.pw_uid, account.pw_gid)
+
+
+def job_card(page, name: str):
+    return page.locator(f".jp-clusterlab-job[data-job-name='{name}']")
+
+
+def watch_job(page, name: str, until: set[str], timeout: float = 240) -> list[tuple[str, int, str]]:
+    """(status, percent, progress text) as the panel showed them, until a status in ``until``."""
+    card = job_card(page, name)
+    card.wait_for(timeout=30_000)
+    seen: list[tuple[str, int, str]] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = card.locator(".jp-clusterlab-status").get_attribute("data-status")
+        bar = card.locator(".jp-clusterlab-progress")
+        state = (status, int(bar.get_attribute("aria-valuenow")), bar.inner_text().strip())
+        if not seen or seen[-1] != state:
+            seen.append(state)
+        if status in until:
+            return seen
+        time.sleep(0.25)
+    raise AssertionError(f"{name} did not reach {until}; the panel showed {seen}")
+
+
+def field_errors(page, field: str) -> str:
+    """The messages rjsf shows in the form group of parameter ``field``."""
+    group = page.locator(".jp-clusterlab-params .form-group").filter(has=page.locator(f"#root_{field}"))
+    return " ".join(group.locator(".validationErrors").all_inner_texts())
+
+
+def open_form(page, template_name: str) -> None:
+    page.locator(".jp-LauncherCard[data-category='Accelerated AI']").filter(has_text=template_name).click()
+    page.locator(".jp-clusterlab-form").last.wait_for()
+
+
+def submit(page, name: str, epochs: int) -> str:
+    form = page.locator(".jp-clusterlab-form").last
+    form.locator("#clusterlab-job-name").fill(name)
+    form.locator("#root_epochs").fill(str(epochs))
+    form.locator(".jp-clusterlab-submit").click()
+    done = form.locator(".jp-clusterlab-submitted")
+    done.wait_for(timeout=30_000)
+    return done.inner_text()
+
+
+def test_the_used_by_flow_in_a_browser(lab_hub, chromium):
+    hub = lab_hub
+    size = SIZE[hub.backend]
+    context = chromium.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    steps = Steps(page, SHOTS / hub.backend)
+    try:
+        # ----- log in, choose a size, land in JupyterLab ---------------------------------
+        log_in(page, hub, USER)
+        page.wait_for_selector("#clusterlab-sizes")
+        steps.shot("spawn-form")
+        page.check(f"#clusterlab-sizes input[name=profile][value={size}]")
+        page.locator("#spawn_form [type=submit]").click()
+        page.wait_for_url(f"**/user/{USER}/lab**", timeout=180_000)
+        page.wait_for_selector(".jp-LauncherCard[data-category='Accelerated AI']")
+        write_demo_data(hub, USER)
+        # the jobs panel refreshes every second (the setting is read at page load)
+        settings = f"{hub.url}/user/{USER}/lab/api/settings/@clusterlab/labextension:plugin"
+        answer = hub.api(hub.tokens[USER]).put(settings, json={"raw": '{"refreshInterval": 1}'})
+        assert answer.status_code == 204, answer.text
+        page.reload()
+        tiles = page.locator(".jp-LauncherCard[data-category='Accelerated AI']")
+        tiles.first.wait_for()
+        assert "Image classification (train)" in tiles.all_inner_texts()
+        assert "no GPU granted" in page.locator(".jp-clusterlab-gpu-status").inner_text()
+        steps.shot("launcher")
+
+        # ----- the form: defaults, a bad value, the server's word on a path ------------
+        open_form(page, "Image classification (train)")
+        form = page.locator(".jp-clusterlab-form").last
+        assert form.locator("#root_epochs").input_value() == "10"
+        assert form.locator("#root_dataset").input_value() == "demo/shapes"
+        assert "Passes over the training images" in form.inner_text()  # help text
+        assert "letters, digits and underscores" in form.inner_text()  # the name rule
+        assert form.locator(f"[data-profile={size}] input").is_checked()
+        steps.shot("form-defaults")
+        form.locator("#root_epochs").fill("0")
+        page.wait_for_function("document.querySelector('#root_epochs').closest('.form-group')"
+                               ".querySelector('.validationErrors').innerText.includes('>= 1')")
+        assert "must be >= 1" in field_errors(page, "epochs")
+        form.locator(".jp-clusterlab-submit").click()
+        assert "Correct the fields" in form.locator(".jp-clusterlab-form-error").inner_text()
+        steps.shot("form-bad-value")
+        form.locator("#root_epochs").fill(str(EPOCHS))
+        form.locator("#root_dataset").fill("demo/no_such_folder")
+        form.locator(".jp-clusterlab-submit").click()
+        form.locator(".jp-clusterlab-form-error").wait_for()
+        assert "does not exist in your workspace" in field_errors(page, "dataset")
+        steps.shot("form-server-error")
+        form.locator("#root_dataset").fill("demo/shapes")
+
+        # ----- submit, and watch it in the jobs panel -----------------------------------
+        assert "Submitted job browser_train" in submit(page, "browser_train", EPOCHS)
+        seen = watch_job(page, "browser_train", {"completed", "failed", "cancelled"})
+        steps.shot("job-completed")
+        assert seen[-1] == ("completed", 100, f"epoch {EPOCHS}/{EPOCHS}"), seen
+        midway = [s for s in seen if s[0] == "running" and 0 < s[1] < 100]
+        assert midway, f"the panel never showed the job part-way: {seen}"
+        card = job_card(page, "browser_train")
+        assert {"loss", "accuracy"} <= set(card.locator("polyline").evaluate_all(
+            "lines => lines.map(l => l.dataset.metric)")), "no metrics chart"
+        assert card.locator(".jp-clusterlab-elapsed").inner_text().endswith("s")
+
+        # ----- the log --------------------------------------------------------------------
+        card.locator("[data-action=log]").click()
+        log = page.locator(".jp-clusterlab-log").last
+        log.locator(".jp-clusterlab-log-status[data-status=completed]").wait_for()
+        text = log.locator("pre").inner_text()
+        assert "ClusterLab job" in text and "image-classification-train" in text
+        assert f"epoch {EPOCHS}" in text.lower(), text[-2000:]
+        steps.shot("log")
+
+        # ----- cancel a second job ------------------------------------------------------
+        page.locator(".lm-TabBar-tab").filter(has_text="Image classification (train)").click()
+        submit(page, "browser_cancel", 500)
+        watch_job(page, "browser_cancel", {"queued", "running"})
+        job_card(page, "browser_cancel").locator("[data-action=cancel]").click()
+        seen = watch_job(page, "browser_cancel", {"cancelled", "completed", "failed"}, timeout=60)
+        assert seen[-1][0] == "cancelled", seen
+        assert job_card(page, "browser_cancel").locator("[data-action=cancel]").count() == 0
+        steps.shot("cancelled")
+
+        # ----- rerun with changed parameters: the form comes pre-filled --------------------
+        card.locator("[data-action=rerun]").click()
+        rerun = page.locator(".jp-clusterlab-form[data-rerun-of]")
+        rerun.wait_for()
+        assert "Run again" in rerun.locator(".jp-clusterlab-form-title").inner_text()
+        assert rerun.locator("#root_epochs").input_value() == str(EPOCHS)
+        assert rerun.locator("#clusterlab-job-name").input_value() == "browser_train_rerun"
+        steps.shot("rerun-form")
+        assert "Submitted job browser_train_rerun" in submit(page, "browser_train_rerun", 1)
+        jobs = hub.api(hub.tokens[USER]).get(f"{hub.url}/user/{USER}/clusterlab/api/jobs").json()["jobs"]
+        by_name = {job["name"]: job for job in jobs}
+        assert by_name["browser_train_rerun"]["rerun_of"] == by_name["browser_train"]["id"]
+        assert by_name["browser_train_rerun"]["params"]["epochs"] == 1
+
+        # ----- the output folder in the file browser ----------------------------------
+        card.locator("[data-action=output]").click()
+        listing = page.locator(".jp-DirListing-content")
+        page.wait_for_function("[...document.querySelectorAll('.jp-DirListing-itemName')]"
+                               ".some(e => e.innerText.includes('metrics.jsonl'))")
+        assert "model.pt" in listing.inner_text()
+        steps.shot("output-folder")
+
+        # ----- TensorBoard ------------------------------------------------------------------
+        page.locator(".jp-SideBar [data-id=clusterlab-jobs]").click()
+        card.locator("[data-action=tensorboard]").click()
+        frame = page.locator(".jp-clusterlab-tensorboard iframe").last
+        frame.wait_for()
+        url = frame.get_attribute("src")
+        assert url.startswith(f"/user/{USER}/proxy/"), url
+        run = f"browser_train-{by_name['browser_train']['id']}"
+        tags = {}
+        deadline = time.monotonic() + 60
+        while run not in tags and time.monotonic() < deadline:
+            answer = page.request.get(f"{hub.url}{url}data/plugin/scalars/tags")
+            assert answer.status == 200, answer.text()
+            tags = answer.json()
+            time.sleep(0.5)
+        assert run in tags, tags
+        assert any(tag.startswith("loss") for tag in tags[run]), tags[run]
+        # the charts themselves, drawn by TensorBoard in the panel
+        board = page.frame_locator(".jp-clusterlab-tensorboard iframe").last
+        board.locator("text=/loss/").first.wait_for(timeout=60_000)
+        time.sleep(2)  # let the charts draw
+        steps.shot("tensorboard")
+        hub.tensorboard_url = url  # for the next test: another user tries it
+    finally:
+        steps.shot("last")
+        context.close()
+
+
+def test_another_user_cannot_open_the_first_users_tensorboard_or_jobs(lab_hub, chromium):
+    hub = lab_hub
+    owner = hub.api(hub.tokens[USER])
+    base = f"{hub.url}/user/{USER}"
+    url = getattr(hub, "tensorboard_url", None)
+    if url is None:  # the flow test did not get there: start it by the API
+        assert owner.post(f"{hub.url}/hub/api/users/{USER}/server", json={"profile": SIZE[hub.backend]}).ok
+        hub.wait_ready(USER, timeout=180)
+        url = owner.post(f"{base}/clusterlab/api/tensorboard", json={}).json()["url"]
+    assert owner.get(f"{hub.url}{url}data/plugin/scalars/tags").status_code == 200
+
+    # frank's token, and frank's browser cookie
+    other = hub.api(hub.tokens[OTHER])
+    for path in (f"{url}data/plugin/scalars/tags", f"/user/{USER}/clusterlab/api/jobs",
+                 f"/user/{USER}/clusterlab/api/tensorboard"):
+        answer = other.get(hub.url + path, allow_redirects=False)
+        assert answer.status_code in (403, 404), (path, answer.status_code)
+        assert "loss" not in answer.text
+
+    context = chromium.new_context(viewport={"width": 1200, "height": 800})
+    page = context.new_page()
+    try:
+        log_in(page, hub, OTHER)
+        page.wait_for_selector("#clusterlab-sizes")
+        for path in (f"{url}data/plugin/scalars/tags", f"/user/{USER}/clusterlab/api/jobs"):
+            answer = page.goto(hub.url + path)
+            assert answer.status in (403, 404), (path, answer.status, page.url)
+            assert "browser_train" not in page.content() and '"loss' not in page.content()
+        page.screenshot(path=SHOTS / hub.backend / "99-other-user-refused.png")
+    finally:
+        context.close()

@@ -15,6 +15,7 @@ Screenshots of each step: test-artifacts/browser/<backend>/ (git-ignored).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -35,6 +36,9 @@ USER, OTHER = "erin", "frank"
 SLURM_PROFILES = REPO / "tests" / "data" / "slurm-profiles.yaml"
 # the size picked on the spawn form, and the one the jobs ask for
 SIZE = {"local": "cpu-small", "slurm": "cpu-1"}
+# what the form picks first for image-classification-train: its default (gpu-1), unless
+# that cannot run (the local server got no GPU), then the first size that can
+FORM_DEFAULT_SIZE = {"local": "cpu-small", "slurm": "gpu-1"}
 SHOTS = REPO / "test-artifacts" / "browser"
 EPOCHS = 8
 
@@ -128,13 +132,20 @@ def write_demo_data(hub: Hub, user: str) -> None:
                 os.chown(Path(folder) / name, account.pw_uid, account.pw_gid)
 
 
-def job_card(page, name: str):
-    return page.locator(f".jp-clusterlab-job[data-job-name='{name}']")
+def show_jobs_panel(page) -> None:
+    """Its sidebar tab toggles: click it only when the panel is not showing."""
+    if not page.locator(".jp-clusterlab-jobs").is_visible():
+        page.locator(".jp-SideBar [data-id=clusterlab-jobs]").click()
+    page.locator(".jp-clusterlab-jobs").wait_for(state="visible")
 
 
-def watch_job(page, name: str, until: set[str], timeout: float = 240) -> list[tuple[str, int, str]]:
+def job_card(page, job_id: str):
+    return page.locator(f".jp-clusterlab-job[data-job-id='{job_id}']")
+
+
+def watch_job(page, job_id: str, until: set[str], timeout: float = 240) -> list[tuple[str, int, str]]:
     """(status, percent, progress text) as the panel showed them, until a status in ``until``."""
-    card = job_card(page, name)
+    card = job_card(page, job_id)
     card.wait_for(timeout=30_000)
     seen: list[tuple[str, int, str]] = []
     deadline = time.monotonic() + timeout
@@ -147,7 +158,7 @@ def watch_job(page, name: str, until: set[str], timeout: float = 240) -> list[tu
         if status in until:
             return seen
         time.sleep(0.25)
-    raise AssertionError(f"{name} did not reach {until}; the panel showed {seen}")
+    raise AssertionError(f"{job_id} did not reach {until}; the panel showed {seen}")
 
 
 def field_errors(page, field: str) -> str:
@@ -162,13 +173,16 @@ def open_form(page, template_name: str) -> None:
 
 
 def submit(page, name: str, epochs: int) -> str:
+    """Fill in name and epochs, submit, and return the new job's id from the form's answer."""
     form = page.locator(".jp-clusterlab-form").last
     form.locator("#clusterlab-job-name").fill(name)
     form.locator("#root_epochs").fill(str(epochs))
     form.locator(".jp-clusterlab-submit").click()
     done = form.locator(".jp-clusterlab-submitted")
     done.wait_for(timeout=30_000)
-    return done.inner_text()
+    answer = re.fullmatch(rf"Submitted job {name} \((\S+)\): see the Jobs panel\.", done.inner_text())
+    assert answer, done.inner_text()
+    return answer.group(1)
 
 
 def test_the_used_by_flow_in_a_browser(lab_hub, chromium):
@@ -206,8 +220,9 @@ def test_the_used_by_flow_in_a_browser(lab_hub, chromium):
         assert form.locator("#root_dataset").input_value() == "demo/shapes"
         assert "Passes over the training images" in form.inner_text()  # help text
         assert "letters, digits and underscores" in form.inner_text()  # the name rule
-        assert form.locator(f"[data-profile={size}] input").is_checked()
+        assert form.locator(f"[data-profile={FORM_DEFAULT_SIZE[hub.backend]}] input").is_checked()
         steps.shot("form-defaults")
+        form.locator(f"[data-profile={size}] input").check()
         form.locator("#root_epochs").fill("0")
         page.wait_for_function("document.querySelector('#root_epochs').closest('.form-group')"
                                ".querySelector('.validationErrors').innerText.includes('>= 1')")
@@ -224,13 +239,13 @@ def test_the_used_by_flow_in_a_browser(lab_hub, chromium):
         form.locator("#root_dataset").fill("demo/shapes")
 
         # ----- submit, and watch it in the jobs panel -----------------------------------
-        assert "Submitted job browser_train" in submit(page, "browser_train", EPOCHS)
-        seen = watch_job(page, "browser_train", {"completed", "failed", "cancelled"})
+        train = submit(page, "browser_train", EPOCHS)
+        seen = watch_job(page, train, {"completed", "failed", "cancelled"})
         steps.shot("job-completed")
         assert seen[-1] == ("completed", 100, f"epoch {EPOCHS}/{EPOCHS}"), seen
         midway = [s for s in seen if s[0] == "running" and 0 < s[1] < 100]
         assert midway, f"the panel never showed the job part-way: {seen}"
-        card = job_card(page, "browser_train")
+        card = job_card(page, train)
         assert {"loss", "accuracy"} <= set(card.locator("polyline").evaluate_all(
             "lines => lines.map(l => l.dataset.metric)")), "no metrics chart"
         assert card.locator(".jp-clusterlab-elapsed").inner_text().endswith("s")
@@ -246,12 +261,12 @@ def test_the_used_by_flow_in_a_browser(lab_hub, chromium):
 
         # ----- cancel a second job ------------------------------------------------------
         page.locator(".lm-TabBar-tab").filter(has_text="Image classification (train)").click()
-        submit(page, "browser_cancel", 500)
-        watch_job(page, "browser_cancel", {"queued", "running"})
-        job_card(page, "browser_cancel").locator("[data-action=cancel]").click()
-        seen = watch_job(page, "browser_cancel", {"cancelled", "completed", "failed"}, timeout=60)
+        doomed = submit(page, "browser_cancel", 500)
+        watch_job(page, doomed, {"queued", "running"})
+        job_card(page, doomed).locator("[data-action=cancel]").click()
+        seen = watch_job(page, doomed, {"cancelled", "completed", "failed"}, timeout=60)
         assert seen[-1][0] == "cancelled", seen
-        assert job_card(page, "browser_cancel").locator("[data-action=cancel]").count() == 0
+        assert job_card(page, doomed).locator("[data-action=cancel]").count() == 0
         steps.shot("cancelled")
 
         # ----- rerun with changed parameters: the form comes pre-filled --------------------
@@ -262,11 +277,9 @@ def test_the_used_by_flow_in_a_browser(lab_hub, chromium):
         assert rerun.locator("#root_epochs").input_value() == str(EPOCHS)
         assert rerun.locator("#clusterlab-job-name").input_value() == "browser_train_rerun"
         steps.shot("rerun-form")
-        assert "Submitted job browser_train_rerun" in submit(page, "browser_train_rerun", 1)
-        jobs = hub.api(hub.tokens[USER]).get(f"{hub.url}/user/{USER}/clusterlab/api/jobs").json()["jobs"]
-        by_name = {job["name"]: job for job in jobs}
-        assert by_name["browser_train_rerun"]["rerun_of"] == by_name["browser_train"]["id"]
-        assert by_name["browser_train_rerun"]["params"]["epochs"] == 1
+        again = submit(page, "browser_train_rerun", 1)
+        rerun_job = hub.api(hub.tokens[USER]).get(f"{hub.url}/user/{USER}/clusterlab/api/jobs/{again}").json()
+        assert rerun_job["rerun_of"] == train and rerun_job["params"]["epochs"] == 1
 
         # ----- the output folder in the file browser ----------------------------------
         card.locator("[data-action=output]").click()
@@ -277,13 +290,13 @@ def test_the_used_by_flow_in_a_browser(lab_hub, chromium):
         steps.shot("output-folder")
 
         # ----- TensorBoard ------------------------------------------------------------------
-        page.locator(".jp-SideBar [data-id=clusterlab-jobs]").click()
+        show_jobs_panel(page)
         card.locator("[data-action=tensorboard]").click()
         frame = page.locator(".jp-clusterlab-tensorboard iframe").last
         frame.wait_for()
         url = frame.get_attribute("src")
         assert url.startswith(f"/user/{USER}/proxy/"), url
-        run = f"browser_train-{by_name['browser_train']['id']}"
+        run = f"browser_train-{train}"
         tags = {}
         deadline = time.monotonic() + 60
         while run not in tags and time.monotonic() < deadline:
@@ -299,6 +312,30 @@ def test_the_used_by_flow_in_a_browser(lab_hub, chromium):
         time.sleep(2)  # let the charts draw
         steps.shot("tensorboard")
         hub.tensorboard_url = url  # for the next test: another user tries it
+
+        # ----- several jobs side by side: one TensorBoard over the chosen runs ----------
+        show_jobs_panel(page)
+        watch_job(page, again, {"completed", "failed", "cancelled"})
+        for job_id in (train, again):
+            job_card(page, job_id).locator("input[type=checkbox]").check()
+        page.locator(".jp-clusterlab-jobs [data-action=compare]").click()
+        page.locator(".lm-TabBar-tab").filter(has_text="TensorBoard: browser_train, browser_train_rerun").wait_for()
+        url = page.locator(".jp-clusterlab-tensorboard iframe").last.get_attribute("src")
+        runs = {f"browser_train-{train}", f"browser_train_rerun-{again}"}
+        deadline = time.monotonic() + 60
+        while not runs <= set(tags) and time.monotonic() < deadline:
+            tags = page.request.get(f"{hub.url}{url}data/plugin/scalars/tags").json()
+            time.sleep(0.5)
+        assert runs <= set(tags), tags
+        hub.tensorboard_url = url
+
+        # ----- the Jobs entry of the command palette ------------------------------------
+        page.locator(".jp-SideBar [data-id=filebrowser]").click()
+        page.keyboard.press("Control+Shift+C")
+        page.locator(".lm-CommandPalette-input").fill("Jobs")
+        page.locator(".lm-CommandPalette-item").filter(has_text="Jobs").first.click()
+        page.locator(".jp-clusterlab-jobs").wait_for(state="visible")
+        steps.shot("jobs-from-palette")
     finally:
         steps.shot("last")
         context.close()

@@ -89,7 +89,7 @@ JOB = {
         "params": {"type": "object"},
         "profile": {"type": "string"},
         "hours": {"type": "number"},
-        "backend": {"type": "string", "enum": ["local", "slurm"]},
+        "backend": {"type": "string", "enum": ["local", "slurm", "kubernetes"]},
         "folder": {"type": "string"},
         "status": {"type": "string", "enum": list(STATUSES)},
         "scheduler_id": {"type": "string"},

@@ -106,13 +106,24 @@ def environment_record() -> dict:
     }
 
 
+def make_backend(settings: Settings):
+    """The backend ``settings.backend`` names: ``local`` (the default), ``slurm`` or ``kubernetes``."""
+    if settings.backend == "slurm":
+        return SlurmBackend(settings.slurm_bin_dir)
+    if settings.backend == "kubernetes":
+        from .kubernetes_jobs import KubernetesBackend  # kubernetes_asyncio only where it is used
+
+        return KubernetesBackend(settings.profiles_file)
+    return LocalBackend()
+
+
 class JobService:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.settings.jobs_root.mkdir(parents=True, exist_ok=True)
         self.store = JobStore(settings.jobs_root / "jobs.sqlite")
         self.registry = Registry.load(settings.template_paths)
-        self.backend = SlurmBackend(settings.slurm_bin_dir) if settings.backend == "slurm" else LocalBackend()
+        self.backend = make_backend(settings)
         self._environment: dict | None = None
         self._refreshed_at = float("-inf")
         self.metrics_files = MetricsFiles()
@@ -420,5 +431,12 @@ class JobService:
                 end = offset + len(data)
                 text = data.decode(errors="replace")
         except FileNotFoundError:
-            pass
+            # not (yet) on the volume as this server sees it: the pod's log is the same text (Kubernetes)
+            pod_log = getattr(self.backend, "log_text", None)
+            if pod_log is not None:
+                data = pod_log(job, offset + limit).encode()
+                offset = end = min(offset, len(data))
+                data = data[offset:offset + limit]
+                end = offset + len(data)
+                text = data.decode(errors="replace")
         return {"id": job.id, "offset": end, "text": text, "status": job.status, "done": job.status in FINAL}

@@ -54,6 +54,8 @@ PROFILE_SCHEMA: dict[str, Any] = {
                     "additionalProperties": {"type": "string"},
                 },
                 "tolerations": {"type": "array", "items": {"type": "object"}},
+                # size of the memory-backed /dev/shm (default: half of memory_gb)
+                "shm_gb": {"type": "number", "exclusiveMinimum": 0},
             },
         },
     },
@@ -145,6 +147,12 @@ def parse_profiles(data: Any, source: str = "profiles.yaml") -> list[Profile]:
             raise ProfileError(
                 f"{where}: field 'default_hours': {entry['default_hours']} is over "
                 f"max_hours ({entry['max_hours']})"
+            )
+        shm_gb = entry.get("kubernetes", {}).get("shm_gb")
+        if shm_gb is not None and shm_gb > entry["memory_gb"]:
+            raise ProfileError(
+                f"{where}: field 'kubernetes.shm_gb': {shm_gb} is over memory_gb ({entry['memory_gb']}), "
+                "and /dev/shm counts against the pod's memory"
             )
         if entry.get("gpu_type") and not entry.get("gpus"):
             raise ProfileError(f"{where}: field 'gpu_type': set, but 'gpus' is 0")

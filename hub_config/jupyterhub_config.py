@@ -10,7 +10,7 @@
 #   CLUSTERLAB_PORT            public port (default 8000); the hub's own API
 #                              takes PORT+1 and the proxy's API PORT+2
 #   CLUSTERLAB_IP              address to listen on (default 127.0.0.1)
-#   CLUSTERLAB_BACKEND         where servers run: local (default) or slurm
+#   CLUSTERLAB_BACKEND         where servers run: local (default), slurm or kubernetes
 #   CLUSTERLAB_HUB_IP          address the hub's API listens on for servers
 #                              (default 127.0.0.1; on a Slurm cluster, one the
 #                              compute nodes can reach)
@@ -25,6 +25,9 @@
 #                              (default: the GPUs nvidia-smi lists)
 #   CLUSTERLAB_IDLE_TIMEOUT    seconds of inactivity before a server is culled (3600)
 #   CLUSTERLAB_MAX_SERVERS_PER_USER, CLUSTERLAB_MAX_GPUS_PER_USER   quotas (3, 4; 0: none)
+#   CLUSTERLAB_K8S_NAMESPACE   kubernetes: namespace of the users' pods (default: the hub pod's own)
+#   CLUSTERLAB_K8S_IMAGE       kubernetes: the single-user image, with ClusterLab installed
+#                              (a profile's kubernetes.image replaces it for that size)
 #   CLUSTERLAB_PROFILES        instance sizes file (default: profiles.yaml beside this file;
 #                              on slurm, /etc/clusterlab/profiles.yaml if `make slurm` wrote it)
 import os
@@ -107,6 +110,21 @@ if BACKEND == "slurm":
 
     slurm.warn_if_unreachable_by_jobs(VENV_BIN)
     c.SlurmClusterSpawner.create_unix_users = os.environ.get("CLUSTERLAB_CREATE_UNIX_USERS", "0") == "1"
+
+# Kubernetes backend: each server is a pod (KubeSpawner) sized by its profile
+# (requests/limits, nvidia.com/gpu, node selector, tolerations, a memory-backed
+# /dev/shm), with the user's volume claim-<user> as the home folder. Under the
+# Zero to JupyterHub chart this file is not read: hub_config/kubernetes/values.yaml
+# sets the same things.
+if BACKEND == "kubernetes":
+    if os.environ.get("CLUSTERLAB_K8S_NAMESPACE"):
+        c.KubeClusterSpawner.namespace = os.environ["CLUSTERLAB_K8S_NAMESPACE"]
+    if os.environ.get("CLUSTERLAB_K8S_IMAGE"):
+        c.KubeClusterSpawner.image = os.environ["CLUSTERLAB_K8S_IMAGE"]
+    # the image brings its own jupyterhub-singleuser and PATH, not the hub's environment
+    c.KubeClusterSpawner.cmd = ["jupyterhub-singleuser"]
+    c.KubeClusterSpawner.environment = {}
+    c.KubeClusterSpawner.storage_capacity = "10Gi"  # each user's home volume, made on first start
 
 # --- idle culling ---------------------------------------------------------------
 IDLE_TIMEOUT = int(os.environ.get("CLUSTERLAB_IDLE_TIMEOUT", "3600"))

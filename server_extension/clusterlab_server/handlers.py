@@ -166,12 +166,13 @@ class LogHandler(ClusterLabHandler):
         offset = self.int_argument("offset", 0)
         follow = self.get_query_argument("follow", "0") in ("1", "true")
         await self.fresh()
-        chunk = self.service.log(job_id, offset)
+        # off the event loop: on Kubernetes the log may come from the API server (the pod's log)
+        chunk = await asyncio.to_thread(self.service.log, job_id, offset)
         deadline = time.monotonic() + FOLLOW_SECONDS
         while follow and not chunk["text"] and not chunk["done"] and time.monotonic() < deadline:
             await asyncio.sleep(0.5)
             await asyncio.to_thread(self.service.refresh)
-            chunk = self.service.log(job_id, offset)
+            chunk = await asyncio.to_thread(self.service.log, job_id, offset)
         self.reply(chunk)
 
 

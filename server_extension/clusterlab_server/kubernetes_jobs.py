@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import hashlib
+import json
 import math
 import os
 import re
@@ -382,6 +383,7 @@ class KubernetesBackend:
         self.timeout = timeout
         self._loop: asyncio.AbstractEventLoop | None = None
         self._api = None
+        self._api_task: asyncio.Future | None = None
         self._lock = threading.Lock()
 
     # -- the private loop: every API call runs on it, whichever thread asks ------------------
@@ -394,15 +396,25 @@ class KubernetesBackend:
         return asyncio.run_coroutine_threadsafe(asyncio.wait_for(coroutine, self.timeout), self._loop).result()
 
     async def _client(self):
-        if self._api is None:
-            from kubernetes_asyncio import client, config
+        # on the one loop: the first caller starts the set-up, the others await the same task
+        if self._api_task is None:
+            self._api_task = asyncio.ensure_future(self._make_client())
+        try:
+            return await asyncio.shield(self._api_task)
+        except Exception:
+            if self._api_task.done():
+                self._api_task = None  # a bad kubeconfig may be mended: try again next time
+            raise
 
-            configuration = client.Configuration()
-            if os.environ.get("KUBERNETES_SERVICE_HOST"):
-                config.load_incluster_config(client_configuration=configuration)
-            else:
-                await config.load_kube_config(config_file=self.kubeconfig, client_configuration=configuration)
-            self._api = client.ApiClient(configuration)
+    async def _make_client(self):
+        from kubernetes_asyncio import client, config
+
+        configuration = client.Configuration()
+        if os.environ.get("KUBERNETES_SERVICE_HOST"):
+            config.load_incluster_config(client_configuration=configuration)
+        else:
+            await config.load_kube_config(config_file=self.kubeconfig, client_configuration=configuration)
+        self._api = client.ApiClient(configuration)
         return self._api
 
     async def _call(self, api_class: str, method: str, *args, **kwargs) -> Any:
@@ -419,23 +431,24 @@ class KubernetesBackend:
             return
         if self._api is not None:
             self._run(self._api.close())
-            self._api = None
+        self._api, self._api_task = None, None
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._loop = None
 
-    @staticmethod
-    def _refusal(error: Exception) -> str:
+    def _failure(self, doing: str, error: Exception) -> str:
+        """What went wrong, in one line: the API server's refusal, or why it could not be asked."""
         from kubernetes_asyncio.client.exceptions import ApiException
 
         if isinstance(error, ApiException):
-            import json
-
             try:
                 message = json.loads(error.body or "{}").get("message", "")
             except (ValueError, AttributeError):
                 message = ""
-            return f"{error.status} {error.reason}" + (f": {message}" if message else "")
-        return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+            return f"Kubernetes refused to {doing}: {error.status} {error.reason}" + (f": {message}" if message else "")
+        where = ("in-cluster" if os.environ.get("KUBERNETES_SERVICE_HOST")
+                 else f"kubeconfig {self.kubeconfig or '~/.kube/config'}")
+        what = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        return f"cannot reach the Kubernetes API server ({where}) to {doing}: {what}"
 
     # -- the backend API ---------------------------------------------------------------------
 
@@ -469,7 +482,7 @@ class KubernetesBackend:
         try:
             self._run(self._call("BatchV1Api", "create_namespaced_job", self.namespace, manifest))
         except Exception as e:  # noqa: BLE001 - every failure is the scheduler refusing
-            raise BackendError(f"Kubernetes refused the job: {self._refusal(e)}") from None
+            raise BackendError(self._failure("create the job", e)) from None
         return manifest["metadata"]["name"]
 
     async def _observe(self, jobs: list[Job]) -> tuple[dict[str, dict], dict[str, dict] | None]:
@@ -510,9 +523,9 @@ class KubernetesBackend:
                                  propagation_policy="Foreground"))
         except ApiException as e:
             if e.status != 404:  # already gone: nothing to cancel
-                raise BackendError(f"Kubernetes did not delete the job: {self._refusal(e)}") from None
+                raise BackendError(self._failure("delete the job", e)) from None
         except Exception as e:  # noqa: BLE001
-            raise BackendError(f"Kubernetes did not delete the job: {self._refusal(e)}") from None
+            raise BackendError(self._failure("delete the job", e)) from None
 
     async def _pod_log(self, job: Job, limit_bytes: int) -> str:
         selector = f"job-name={job.scheduler_id}"  # the label the Job controller gives its pods

@@ -68,11 +68,16 @@ def new_spawner(profiles_file=PROFILE_FILES[0], **kwargs) -> KubeClusterSpawner:
     return KubeClusterSpawner(_mock=True, user=User(), profiles_file=str(profiles_file), **kwargs)
 
 
+async def as_dict(obj) -> dict:
+    """A kubernetes_asyncio model as the JSON the API server receives."""
+    async with ApiClient() as api:
+        return api.sanitize_for_serialization(obj)
+
+
 async def manifest_for(spawner: KubeClusterSpawner, options: dict) -> dict:
     spawner.user_options = options
     await spawner.load_user_options()
-    pod = await spawner.get_pod_manifest()
-    return ApiClient().sanitize_for_serialization(pod)
+    return await as_dict(await spawner.get_pod_manifest())
 
 
 def quantity(value) -> float:
@@ -120,7 +125,7 @@ async def test_pod_manifest_of_every_profile_is_valid_and_sized(dummy_kubeconfig
 
 
 async def test_pvc_manifest_is_valid(dummy_kubeconfig):
-    pvc = ApiClient().sanitize_for_serialization(new_spawner().get_pvc_manifest())
+    pvc = await as_dict(new_spawner().get_pvc_manifest())
     for version in KUBE_VERSIONS:
         kubernetes_validate.validate(pvc, version, strict=True)
     assert pvc["metadata"]["name"] == "claim-ada"
@@ -257,7 +262,7 @@ async def read_pod(spawner) -> dict | None:
         if e.status == 404:
             return None
         raise
-    return ApiClient().sanitize_for_serialization(pod)
+    return await as_dict(pod)
 
 
 async def poll_until_stopped(spawner, seconds=30):

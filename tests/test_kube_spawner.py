@@ -322,3 +322,13 @@ def test_a_profile_may_size_dev_shm_within_its_memory():
     entry["kubernetes"]["shm_gb"] = 9
     with pytest.raises(ProfileError, match="kubernetes.shm_gb"):
         parse_profiles({"profiles": [entry]})
+
+
+async def test_the_form_is_clusterlabs_not_kubespawners(dummy_kubeconfig):
+    spawner = new_spawner()
+    assert spawner.options_form == "clusterlab"
+    form = await spawner.get_options_form()
+    assert 'value="gpu-4"' in form and "profile-option" not in form
+    assert spawner.run_options_from_form({"profile": ["gpu-1"], "hours": ["2"]}) == {"profile": "gpu-1", "hours": 2.0}
+    with pytest.raises(HTTPError):
+        spawner.run_options_from_form({"profile": ["gpu-1"], "hours": ["99"]})

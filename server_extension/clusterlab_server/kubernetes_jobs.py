@@ -296,7 +296,7 @@ def job_change(job: Job, k8s_job: dict | None, pod: dict | None, pods_known: boo
             return change
         if outcome == "failed":
             terminated = _container_state(pod or {}).get("terminated") or {}
-            reasons = {condition.get("reason"), (pod or {}).get("status", {}).get("reason")}
+            reasons = {condition.get("reason"), ((pod or {}).get("status") or {}).get("reason")}
             if "DeadlineExceeded" in reasons:
                 change.update(status="failed", reason=f"wall time reached ({job.hours:g} h)")
             elif terminated.get("reason") == "OOMKilled":

@@ -8,10 +8,24 @@ just what ClusterLab's Kubernetes code uses, with objects shaped like the real
 ones, so that the real clients (KubeSpawner 7.1.0, kubernetes_asyncio) run
 unchanged against it:
 
-- core/v1 pods, persistentvolumeclaims, events, services, secrets, configmaps
-  and batch/v1 jobs: create (POST), list (GET, with ``labelSelector``,
+- core/v1 pods, persistentvolumeclaims, events, services, secrets, configmaps,
+  serviceaccounts, batch/v1 jobs, rbac.authorization.k8s.io/v1 roles and
+  rolebindings, networking.k8s.io/v1 networkpolicies, and the cluster-scoped
+  core/v1 namespaces: create (POST), list (GET, with ``labelSelector``,
   ``fieldSelector`` and ``watch=true`` streaming from a ``resourceVersion``),
-  get, delete; ``GET .../pods/{name}/log``;
+  get, replace (PUT, with the ``resourceVersion`` check: 409 when stale),
+  delete; ``GET .../pods/{name}/log``;
+- objects live in namespaces: a request names one and sees only its objects
+  (a list without one sees all), and creating in a namespace that does not
+  exist is refused (404) as the real server does. The stand-in's own
+  ``namespace`` and ``default`` exist from the start;
+- RBAC, for service-account tokens only (:meth:`KubeAPIStandIn.token_for`,
+  :meth:`KubeAPIStandIn.kubeconfig_for`): such a request is allowed when a
+  RoleBinding in the request's namespace binds that account to a Role whose
+  rules grant the verb on the resource (``pods/log`` included), else 403 with
+  the real server's words. Requests across all namespaces are refused to them
+  (there are no ClusterRoles here). The kubeconfig's own token is an
+  administrator's: it may do anything;
 - a created pod is scheduled at once: phase Running (or ``pod_phase``), podIP
   127.0.0.1, a running container status per container, and the events a
   kubelet would emit (Scheduled, Pulled, Created, Started);
@@ -21,9 +35,11 @@ unchanged against it:
   succeeded or failed, with the matching pod phase; deleting a Job deletes its
   pods (any ``propagationPolicy`` but Orphan, from the query or the body).
 
-What it does not do: authentication (any token is accepted), admission,
-scheduling onto real nodes, defaulting beyond the fields set below, PATCH/PUT,
-or running anything. Every request is recorded in :attr:`KubeAPIStandIn.requests`
+What it does not do: authentication (any token that is not a service
+account's is an administrator's), ClusterRoles, admission (Pod Security
+labels are stored, not enforced), NetworkPolicies (stored, not enforced),
+scheduling onto real nodes, defaulting beyond the fields set below, PATCH, or
+running anything. Every request is recorded in :attr:`KubeAPIStandIn.requests`
 so tests can count list calls and read the manifests that were sent.
 
 Use it from async tests (``await stand_in.start()`` / ``await stand_in.stop()``,
@@ -58,9 +74,17 @@ RESOURCES: dict[str, tuple[str, str]] = {
     "services": ("Service", "v1"),
     "secrets": ("Secret", "v1"),
     "configmaps": ("ConfigMap", "v1"),
+    "serviceaccounts": ("ServiceAccount", "v1"),
+    "namespaces": ("Namespace", "v1"),
     "jobs": ("Job", "batch/v1"),
+    "roles": ("Role", "rbac.authorization.k8s.io/v1"),
+    "rolebindings": ("RoleBinding", "rbac.authorization.k8s.io/v1"),
+    "networkpolicies": ("NetworkPolicy", "networking.k8s.io/v1"),
 }
+CLUSTER_SCOPED = {"namespaces"}  # stored under the namespace ""
+SA_TOKEN_PREFIX = "stand-in-sa:"  # + namespace:name
 KIND_TO_PLURAL = {kind.lower(): plural for plural, (kind, _) in RESOURCES.items()}
+VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
 
 JOB_STATES = ("pending", "running", "succeeded", "failed")
 
@@ -195,6 +219,8 @@ class KubeAPIStandIn:
         self._stopping = False
         self.url = ""
         self.kubeconfig_path = ""
+        for name in dict.fromkeys([namespace, "default"]):
+            self._store("namespaces", "", {"metadata": {"name": name}})
 
     # ----- lifecycle -----------------------------------------------------------------
 
@@ -263,19 +289,29 @@ class KubeAPIStandIn:
     def __exit__(self, *exc):
         self.stop_thread()
 
-    def _write_kubeconfig(self) -> Path:
+    def token_for(self, namespace: str, service_account: str) -> str:
+        """The token of a service account: what a pod running as it would hold."""
+        return f"{SA_TOKEN_PREFIX}{namespace}:{service_account}"
+
+    def kubeconfig_for(self, namespace: str, service_account: str) -> str:
+        """A kubeconfig that talks as a service account, its namespace the default (as in its pod)."""
+        return str(self._write_kubeconfig(self.token_for(namespace, service_account), namespace,
+                                          f"kubeconfig-{namespace}-{service_account}"))
+
+    def _write_kubeconfig(self, token: str = "stand-in-token", namespace: str | None = None,
+                          filename: str = "kubeconfig") -> Path:
         config = {
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [{"name": "stand-in", "cluster": {"server": self.url}}],
-            "users": [{"name": "stand-in", "user": {"token": "stand-in-token"}}],
+            "users": [{"name": "stand-in", "user": {"token": token}}],
             "contexts": [
                 {"name": "stand-in",
-                 "context": {"cluster": "stand-in", "user": "stand-in", "namespace": self.namespace}}
+                 "context": {"cluster": "stand-in", "user": "stand-in", "namespace": namespace or self.namespace}}
             ],
             "current-context": "stand-in",
         }
-        path = self.workdir / "kubeconfig"
+        path = self.workdir / filename
         path.write_text(json.dumps(config, indent=2))  # JSON is YAML
         return path
 
@@ -296,8 +332,10 @@ class KubeAPIStandIn:
             ]
 
     def get(self, kind: str, name: str, namespace: str | None = None) -> dict | None:
+        plural = _plural(kind)
+        ns = "" if plural in CLUSTER_SCOPED else namespace or self.namespace
         with self._lock:
-            obj = self._objects.get((_plural(kind), namespace or self.namespace, name))
+            obj = self._objects.get((plural, ns, name))
             return copy.deepcopy(obj)
 
     def requests_for(
@@ -375,6 +413,29 @@ class KubeAPIStandIn:
                     _pod_status(pod, phase)
                     self._modified("pods", pod)
 
+    def add(self, manifest: dict) -> dict:
+        """Create an object as an administrator would (``kubectl create -f``); a namespace by its kind."""
+        plural = _plural(manifest["kind"])
+        ns = "" if plural in CLUSTER_SCOPED else manifest["metadata"].get("namespace") or self.namespace
+        with self._lock:
+            if ns and ("namespaces", "", ns) not in self._objects:
+                raise KeyError(f"namespace {ns!r} does not exist")
+            obj = self._store(plural, ns, manifest)
+            self._after_create(plural, obj)
+            return copy.deepcopy(obj)
+
+    def replace_from_outside(self, manifest: dict) -> None:
+        """Replace a stored object as someone else would (``kubectl replace``): watchers see MODIFIED."""
+        plural = _plural(manifest["kind"])
+        meta = manifest["metadata"]
+        ns = "" if plural in CLUSTER_SCOPED else meta.get("namespace") or self.namespace
+        body = copy.deepcopy(manifest)
+        body["metadata"].pop("resourceVersion", None)
+        with self._lock:
+            response = self._replace(plural, ns, meta["name"], body)
+        if response.status != 200:
+            raise ValueError(f"the stand-in refused the replacement: {response.text}")
+
     def delete_from_outside(self, kind: str, name: str, namespace: str | None = None) -> None:
         """Delete an object as someone else would (kubectl delete): watchers see DELETED."""
         with self._lock:
@@ -419,7 +480,14 @@ class KubeAPIStandIn:
         meta = obj.setdefault("metadata", {})
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = meta["generateName"] + secrets.token_hex(3)[:5]
-        meta.update(namespace=ns, uid=str(uuid.uuid4()), creationTimestamp=now(), generation=1)
+        meta.update(uid=str(uuid.uuid4()), creationTimestamp=now(), generation=1)
+        if plural in CLUSTER_SCOPED:
+            meta.pop("namespace", None)
+            if plural == "namespaces":  # what the API server adds to every namespace
+                meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta["name"]
+                obj["spec"], obj["status"] = {"finalizers": ["kubernetes"]}, {"phase": "Active"}
+        else:
+            meta["namespace"] = ns
         self._objects[(plural, ns, meta["name"])] = obj
         return obj
 
@@ -548,25 +616,110 @@ class KubeAPIStandIn:
         group_version = m.group("core") or f"{m.group('group')}/{m.group('version')}"
         if plural not in RESOURCES or RESOURCES[plural][1] != group_version:
             return _status(404, "NotFound", f"the server could not find the requested resource ({plural})")
+        # a namespace in the path of a namespace, or none for one pod: no such path
+        if (ns and plural in CLUSTER_SCOPED) or (not ns and name and plural not in CLUSTER_SCOPED):
+            return _status(404, "NotFound", f"the server could not find the requested resource ({request.path})")
+        forbidden = self._forbidden(request, plural, ns, name, sub, query)
+        if forbidden is not None:
+            return forbidden
+        key_ns = "" if plural in CLUSTER_SCOPED else ns
         if name is None:
             if request.method == "GET":
                 if query.get("watch") in ("true", "1", "True"):
                     return await self._watch(request, plural, ns, query)
                 return self._list(plural, ns, query)
-            if request.method == "POST" and ns:
-                return self._create(plural, ns, body)
-        elif ns:
+            if request.method == "POST" and (ns or plural in CLUSTER_SCOPED):
+                return self._create(plural, key_ns, body)
+        else:
             if sub == "log" and plural == "pods" and request.method == "GET":
                 return self._log(ns, name, query)
             if sub is None and request.method == "GET":
                 with self._lock:
-                    obj = self._objects.get((plural, ns, name))
+                    obj = self._objects.get((plural, key_ns, name))
                 if obj is None:
                     return self._not_found(plural, name)
                 return web.json_response(obj)
+            if sub is None and request.method == "PUT":
+                return self._replace(plural, key_ns, name, body)
             if sub is None and request.method == "DELETE":
-                return self._delete_request(plural, ns, name, query, body)
+                return self._delete_request(plural, key_ns, name, query, body)
         return _status(405, "MethodNotAllowed", f"the stand-in does not support {request.method} {request.path}")
+
+    # ----- RBAC, for service accounts ----------------------------------------------------------
+
+    def _forbidden(self, request: web.Request, plural: str, ns: str | None, name: str | None,
+                   sub: str | None, query: dict) -> web.Response | None:
+        """403 when a service account's token asks for what no Role bound to it in ``ns`` grants."""
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not token.startswith(SA_TOKEN_PREFIX):
+            return None  # the administrator's kubeconfig
+        sa_ns, _, sa_name = token[len(SA_TOKEN_PREFIX):].partition(":")
+        if request.method == "GET":
+            verb = "get" if name else ("watch" if query.get("watch") in ("true", "1", "True") else "list")
+        else:
+            verb = VERBS.get(request.method, request.method.lower())
+        api_version = RESOURCES[plural][1]
+        group = api_version.split("/")[0] if "/" in api_version else ""
+        resource = f"{plural}/{sub}" if sub else plural
+        if ns and self._granted(ns, sa_ns, sa_name, group, resource, verb):
+            return None
+        who = f"system:serviceaccount:{sa_ns}:{sa_name}"
+        what = f"{plural}.{group}" if group else plural
+        where = f' in the namespace "{ns}"' if ns else " at the cluster scope"
+        named = f' "{name}"' if name else ""
+        return _status(403, "Forbidden",
+                       f'{what}{named} is forbidden: User "{who}" '
+                       f'cannot {verb} resource "{resource}" in API group "{group}"{where}',
+                       {"name": name or "", "group": group, "kind": plural})
+
+    def _granted(self, ns: str, sa_ns: str, sa_name: str, group: str, resource: str, verb: str) -> bool:
+        subject = {"kind": "ServiceAccount", "name": sa_name, "namespace": sa_ns}
+        with self._lock:
+            for (p, bns, _), binding in self._objects.items():
+                if p != "rolebindings" or bns != ns:
+                    continue
+                if not any({k: s.get(k) for k in subject} == subject for s in binding.get("subjects") or []):
+                    continue
+                ref = binding.get("roleRef") or {}
+                role = self._objects.get(("roles", ns, ref.get("name"))) if ref.get("kind") == "Role" else None
+                for rule in (role or {}).get("rules") or []:
+                    if (group in rule.get("apiGroups", []) or "*" in rule.get("apiGroups", [])) \
+                            and (resource in rule.get("resources", []) or "*" in rule.get("resources", [])) \
+                            and (verb in rule.get("verbs", []) or "*" in rule.get("verbs", [])):
+                        return True
+        return False
+
+    def _replace(self, plural: str, ns: str, name: str, body: Any) -> web.Response:
+        if not isinstance(body, dict) or (body.get("metadata") or {}).get("name") != name:
+            return _status(400, "BadRequest", "the name of the object does not match the name on the URL")
+        with self._lock:
+            old = self._objects.get((plural, ns, name))
+            if old is None:
+                return self._not_found(plural, name)
+            sent_rv = body["metadata"].get("resourceVersion")
+            if sent_rv and sent_rv != old["metadata"]["resourceVersion"]:
+                return _status(409, "Conflict", f'Operation cannot be fulfilled on {plural} "{name}": the object '
+                               "has been modified; please apply your changes to the latest version and try again",
+                               {"name": name, "kind": plural})
+            if plural == "rolebindings" and body.get("roleRef") != old.get("roleRef"):
+                return _status(422, "Invalid", f'RoleBinding.rbac.authorization.k8s.io "{name}" is invalid: '
+                               "roleRef: Invalid value: cannot change roleRef")
+            obj = copy.deepcopy(body)
+            obj["kind"], obj["apiVersion"] = RESOURCES[plural]
+            meta = obj["metadata"]
+            for key in ("uid", "creationTimestamp"):
+                meta[key] = old["metadata"][key]
+            meta["generation"] = old["metadata"].get("generation", 1) + 1
+            if plural in CLUSTER_SCOPED:
+                meta.pop("namespace", None)
+                if plural == "namespaces":
+                    meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = name
+                    obj.setdefault("status", old.get("status"))
+            else:
+                meta["namespace"] = ns
+            self._objects[(plural, ns, name)] = obj
+            self._modified(plural, obj)
+            return web.json_response(copy.deepcopy(obj))
 
     def _not_found(self, plural: str, name: str) -> web.Response:
         api_version = RESOURCES[plural][1]
@@ -588,6 +741,9 @@ class KubeAPIStandIn:
             return _status(400, "BadRequest",
                            "the namespace of the provided object does not match the namespace sent on the request")
         with self._lock:
+            if ns and ("namespaces", "", ns) not in self._objects:
+                return _status(404, "NotFound", f'namespaces "{ns}" not found',
+                               {"name": ns, "kind": "namespaces"})
             if meta.get("name") and (plural, ns, meta["name"]) in self._objects:
                 return _status(409, "AlreadyExists", f'{plural} "{meta["name"]}" already exists',
                                {"name": meta["name"], "kind": plural})

@@ -2,8 +2,10 @@
 
 These tests check the fake, not ClusterLab: that kubernetes_asyncio, the
 client KubeSpawner and the jobs backend use, can create, list, watch, read
-logs of and delete pods and batch/v1 Jobs through it, and that what it
-returns deserializes into the client's models.
+logs of and delete pods and batch/v1 Jobs through it, that what it
+returns deserializes into the client's models, that objects stay in their
+namespaces, and that a service account's token gets only what its
+RoleBindings grant (the stand-in's small RBAC, not Kubernetes').
 """
 
 from __future__ import annotations
@@ -175,3 +177,59 @@ def test_label_selectors():
     assert not label_selector_matches("component notin (singleuser-server)", labels)
     assert not label_selector_matches("app!=jupyterhub", labels)
     assert not label_selector_matches("missing", labels)
+
+
+async def test_namespaces_hold_their_own_objects(stand_in, api):
+    core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
+    with pytest.raises(client.ApiException) as e:  # as the real server: no namespace, no object in it
+        await core.create_namespaced_pod("nowhere", pod_manifest("jupyter-ada"))
+    assert e.value.status == 404
+    created = await core.create_namespace({"metadata": {"name": "clusterlab-ada", "labels": {"a": "b"}}})
+    assert created.metadata.labels == {"a": "b", "kubernetes.io/metadata.name": "clusterlab-ada"}
+    with pytest.raises(client.ApiException) as e:
+        await core.create_namespace({"metadata": {"name": "clusterlab-ada"}})
+    assert e.value.status == 409
+    assert (await core.read_namespace("clusterlab-ada")).status.phase == "Active"
+
+    await core.create_namespaced_pod("clusterlab-ada", pod_manifest("jupyter-ada"))
+    assert not (await core.list_namespaced_pod(NS)).items
+    with pytest.raises(client.ApiException) as e:
+        await core.read_namespaced_pod("jupyter-ada", NS)
+    assert e.value.status == 404
+    assert [p.metadata.namespace for p in (await core.list_pod_for_all_namespaces()).items] == ["clusterlab-ada"]
+
+    role = {"metadata": {"name": "r"}, "rules": [{"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["list"]}]}
+    stored = await rbac.create_namespaced_role("clusterlab-ada", role)
+    role["rules"][0]["verbs"] = ["list", "create"]
+    role["metadata"]["resourceVersion"] = stored.metadata.resource_version
+    replaced = await rbac.replace_namespaced_role("r", "clusterlab-ada", role)
+    assert replaced.rules[0].verbs == ["list", "create"] and replaced.metadata.generation == 2
+    with pytest.raises(client.ApiException) as e:  # a stale resourceVersion
+        await rbac.replace_namespaced_role("r", "clusterlab-ada", role)
+    assert e.value.status == 409
+
+
+async def test_a_service_account_may_do_what_its_role_binding_grants(stand_in, api):
+    stand_in.add({"kind": "Namespace", "metadata": {"name": "ns-a"}})
+    stand_in.add({"kind": "Role", "metadata": {"name": "jobs", "namespace": "ns-a"},
+                  "rules": [{"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["list"]},
+                            {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]}]})
+    stand_in.add({"kind": "RoleBinding", "metadata": {"name": "jobs", "namespace": "ns-a"},
+                  "subjects": [{"kind": "ServiceAccount", "name": "runner", "namespace": "ns-a"}],
+                  "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "jobs"}})
+    stand_in.add({**pod_manifest("p"), "metadata": {"name": "p", "namespace": "ns-a"}})
+    configuration = client.Configuration()
+    await config.load_kube_config(config_file=stand_in.kubeconfig_for("ns-a", "runner"),
+                                  client_configuration=configuration)
+    async with client.ApiClient(configuration) as as_runner:
+        batch, core = client.BatchV1Api(as_runner), client.CoreV1Api(as_runner)
+        assert not (await batch.list_namespaced_job("ns-a")).items
+        assert await core.read_namespaced_pod_log("p", "ns-a") == ""
+        for call in (batch.list_namespaced_job(NS), batch.create_namespaced_job("ns-a", job_manifest("j")),
+                     core.read_namespaced_pod("p", "ns-a"), batch.list_job_for_all_namespaces()):
+            with pytest.raises(client.ApiException) as e:
+                await call
+            assert e.value.status == 403
+            assert "system:serviceaccount:ns-a:runner" in e.value.body
+    # the kubeconfig's own token is an administrator's
+    assert (await client.BatchV1Api(api).list_job_for_all_namespaces()).items == []

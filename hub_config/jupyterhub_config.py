@@ -25,7 +25,10 @@
 #                              (default: the GPUs nvidia-smi lists)
 #   CLUSTERLAB_IDLE_TIMEOUT    seconds of inactivity before a server is culled (3600)
 #   CLUSTERLAB_MAX_SERVERS_PER_USER, CLUSTERLAB_MAX_GPUS_PER_USER   quotas (3, 4; 0: none)
-#   CLUSTERLAB_K8S_NAMESPACE   kubernetes: namespace of the users' pods (default: the hub pod's own)
+#   CLUSTERLAB_K8S_USER_NAMESPACES  kubernetes: 1 (default): each user in a namespace of their own,
+#                              <hub namespace>-<user>, the boundary between users; 0: one shared
+#                              namespace, where users can reach each other's jobs and home volumes
+#   CLUSTERLAB_K8S_NAMESPACE   kubernetes, shared namespace only: the users' namespace (default: the hub pod's own)
 #   CLUSTERLAB_K8S_IMAGE       kubernetes: the single-user image, with ClusterLab installed
 #                              (a profile's kubernetes.image replaces it for that size)
 #   CLUSTERLAB_PROFILES        instance sizes file (default: profiles.yaml beside this file;
@@ -117,6 +120,8 @@ if BACKEND == "slurm":
 # Zero to JupyterHub chart this file is not read: hub_config/kubernetes/values.yaml
 # sets the same things.
 if BACKEND == "kubernetes":
+    # a namespace per user (the spawner's default), holding their server, jobs and volume
+    c.KubeClusterSpawner.enable_user_namespaces = os.environ.get("CLUSTERLAB_K8S_USER_NAMESPACES", "1") != "0"
     if os.environ.get("CLUSTERLAB_K8S_NAMESPACE"):
         c.KubeClusterSpawner.namespace = os.environ["CLUSTERLAB_K8S_NAMESPACE"]
     if os.environ.get("CLUSTERLAB_K8S_IMAGE"):

@@ -407,3 +407,35 @@ def test_the_hubs_environment_picks_and_sets_up_the_backend(home, monkeypatch):
     assert (backend.name, backend.namespace, backend.user) == ("kubernetes", NS, "ada")
     assert (backend.pvc_name, backend.home, backend.image) == ("claim-ada", str(home), "quay.io/example/lab:2")
     assert backend.kubeconfig == os.environ["KUBECONFIG"]
+
+
+def test_jobs_go_to_the_namespace_the_spawner_names_as_the_users_own_account(home, stand_in, monkeypatch):
+    """With per-user namespaces: the Job lands in CLUSTERLAB_K8S_NAMESPACE, and the user's
+    service account (only the Role the spawner makes) is enough for submit, poll, log and cancel."""
+    from clusterlab_spawner.kubernetes import user_rbac_objects
+
+    stand_in.add({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "user-ada"}})
+    for manifest in user_rbac_objects("user-ada", "clusterlab-jobs"):
+        stand_in.add(manifest)
+    monkeypatch.setenv("KUBECONFIG", stand_in.kubeconfig_for("user-ada", "clusterlab-jobs"))
+    monkeypatch.setenv("CLUSTERLAB_K8S_NAMESPACE", "user-ada")
+    service = JobService(Settings(
+        jobs_root=home / ".clusterlab" / "jobs", workspace=home / "work",
+        template_paths=[REPO / "templates"], profiles_file=REPO / "hub_config" / "profiles.yaml",
+        backend="kubernetes",
+    ))
+    try:
+        job = submit(service)
+        [created] = stand_in.objects("Job")
+        assert created["metadata"]["namespace"] == "user-ada"
+        stand_in.set_job_status(job.scheduler_id, "running", "user-ada")
+        service.refresh()
+        assert service.get(job.id).status == "running"  # its list calls were allowed
+        stand_in.set_job_log(job.scheduler_id, "epoch 1\n", "user-ada")
+        assert service.backend.log_text(service.get(job.id), 1000) == "epoch 1\n"
+        service.cancel(job.id)
+        assert not stand_in.objects("Job", "user-ada")
+        # every call it made stayed in the user's namespace
+        assert all("/namespaces/user-ada/" in r.path for r in stand_in.requests if r.path.startswith("/api"))
+    finally:
+        service.backend.close()

@@ -12,14 +12,31 @@ replaces KubeSpawner's own ``profile_list`` and ``user_options`` handling
 (``load_user_options``), so a key such as ``image`` or
 ``profile-option-...`` in ``user_options`` is refused by ClusterSpawner's
 validation, and never read.
+
+Isolation: each user gets a namespace of their own (KubeSpawner's
+``enable_user_namespaces``, on by default here), which is the boundary between
+users. Before the pod starts, the spawner makes sure the namespace holds what
+the user's job service needs, built by pure functions
+(:func:`user_rbac_objects`, :func:`user_network_policy`): a ServiceAccount
+(``clusterlab-jobs``) whose token the user's server holds, a Role granting
+exactly the API calls of the job service (:data:`JOB_SERVICE_API_CALLS`) in
+that namespace only, a RoleBinding of the one to the other, and a NetworkPolicy
+that lets only the hub's namespace and the namespace itself reach its pods.
+The namespace is labelled for Pod Security admission (``baseline``), since a
+user who may create Jobs may otherwise create a privileged pod. The user's
+home volume is created in the same namespace, so no other user's Job can
+mount it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 
+from kubernetes_asyncio.client.rest import ApiException
 from kubespawner import KubeSpawner
-from traitlets import Bool, Float, TraitError, Unicode, default, validate
+from kubespawner.clients import shared_client
+from traitlets import Bool, Enum, Float, TraitError, Unicode, default, validate
 
 from .options import Choice, OptionsError, validate_user_options
 from .spawner import ClusterSpawner
@@ -88,6 +105,79 @@ def pod_settings(
     return settings
 
 
+# What each kubernetes_asyncio call of the job service (clusterlab_server/kubernetes_jobs.py)
+# needs from RBAC: (API group, resource, verb). The user's Role grants exactly these;
+# tests/test_kube_isolation.py checks the table against the calls in that file.
+JOB_SERVICE_API_CALLS: dict[str, tuple[str, str, str]] = {
+    "create_namespaced_job": ("batch", "jobs", "create"),
+    "list_namespaced_job": ("batch", "jobs", "list"),
+    "delete_namespaced_job": ("batch", "jobs", "delete"),
+    "list_namespaced_pod": ("", "pods", "list"),
+    "read_namespaced_pod_log": ("", "pods/log", "get"),
+}
+
+JOBS_ROLE = "clusterlab-jobs"  # the Role and the RoleBinding in each user's namespace
+LABELS = {"app.kubernetes.io/name": "clusterlab", "app.kubernetes.io/managed-by": "clusterlab-hub"}
+
+
+def job_service_rules() -> list[dict]:
+    """:data:`JOB_SERVICE_API_CALLS` as RBAC rules: one rule per API group and resource, verbs sorted."""
+    verbs: dict[tuple[str, str], set[str]] = {}
+    for group, resource, verb in JOB_SERVICE_API_CALLS.values():
+        verbs.setdefault((group, resource), set()).add(verb)
+    return [{"apiGroups": [group], "resources": [resource], "verbs": sorted(v)}
+            for (group, resource), v in sorted(verbs.items())]
+
+
+def user_rbac_objects(namespace: str, service_account: str) -> list[dict]:
+    """The ServiceAccount, Role and RoleBinding that let a user's server run jobs in ``namespace``.
+
+    Pure: plain dicts, as the API server takes them. The Role's rules are
+    :func:`job_service_rules` and nothing more; the binding names the account
+    with its namespace (a ServiceAccount subject must).
+    """
+    meta = {"namespace": namespace, "labels": dict(LABELS)}
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": service_account, **copy.deepcopy(meta)}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+         "metadata": {"name": JOBS_ROLE, **copy.deepcopy(meta)}, "rules": job_service_rules()},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": {"name": JOBS_ROLE, **copy.deepcopy(meta)},
+         "subjects": [{"kind": "ServiceAccount", "name": service_account, "namespace": namespace}],
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": JOBS_ROLE}},
+    ]
+
+
+def user_network_policy(namespace: str, hub_namespace: str) -> dict:
+    """Ingress to every pod of a user's namespace only from the hub's namespace and from itself.
+
+    The chart's own singleuser NetworkPolicy lives in the hub's namespace and
+    does not reach pods in other namespaces: without this one, any pod could
+    connect to a user's server or jobs. Egress is left as the cluster has it.
+    """
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "clusterlab-user", "namespace": namespace, "labels": dict(LABELS)},
+        "spec": {
+            "podSelector": {},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": [
+                {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": hub_namespace}}},
+                {"podSelector": {}},  # the user's own pods: the server and its jobs
+            ]}],
+        },
+    }
+
+
+def namespace_labels(pod_security: str) -> dict[str, str]:
+    """Labels of a user's namespace: ours, and Pod Security admission's level ('' for none)."""
+    labels = {**LABELS, "clusterlab/user": "{username}"}  # KubeSpawner expands {username}
+    if pod_security:
+        labels["pod-security.kubernetes.io/enforce"] = pod_security
+    return labels
+
+
 class KubeClusterSpawner(ClusterSpawner, KubeSpawner):
     """ClusterSpawner on Kubernetes: the chosen profile becomes the pod's spec."""
 
@@ -138,6 +228,145 @@ class KubeClusterSpawner(ClusterSpawner, KubeSpawner):
         config=True,
         help="End the pod when the hours asked for are over (the pod's activeDeadlineSeconds).",
     )
+
+    # ----- isolation: a namespace per user -----------------------------------------------
+
+    @default("enable_user_namespaces")
+    def _enable_user_namespaces_default(self):
+        # KubeSpawner's default is one shared namespace; here, a user's namespace is
+        # the boundary that keeps one user's jobs and home volume from another's
+        return True
+
+    @default("user_namespace_template")
+    def _user_namespace_template_default(self):
+        return "{hubnamespace}-{username}"
+
+    @default("user_namespace_labels")
+    def _user_namespace_labels_default(self):
+        return namespace_labels(self.pod_security_level)
+
+    @default("service_account")
+    def _service_account_default(self):
+        return "clusterlab-jobs"
+
+    @default("automount_service_account_token")
+    def _automount_default(self):
+        return True  # the job service uses the token; the account may only run jobs in the user's namespace
+
+    pod_security_level = Enum(
+        ["baseline", "restricted", "privileged", ""],
+        default_value="baseline",
+        config=True,
+        help="""Pod Security admission level enforced in each user's namespace (its
+        ``pod-security.kubernetes.io/enforce`` label, set when the namespace is
+        made and restored on each start).
+
+        A user may create Jobs in their namespace through the API, so without
+        it they could run a privileged pod or mount a node's folders and reach
+        other users' files. ``baseline`` forbids that; the Zero to JupyterHub
+        chart's cloud-metadata init container is privileged, so
+        ``singleuser.cloudMetadata.blockWithIptables`` must be false with it.
+        ``restricted`` also needs the pods' security contexts to meet it;
+        '' leaves the namespace unlabelled (the cluster's default applies).
+        """,
+    )
+
+    isolate_user_network = Bool(
+        True,
+        config=True,
+        help="""Create a NetworkPolicy in each user's namespace that admits traffic only
+        from the hub's namespace (hub and proxy) and from the namespace itself.""",
+    )
+
+    hub_namespace = Unicode(
+        config=True,
+        help="The hub's own namespace (default: the one its service account is in), the only one "
+        "whose pods may reach a user's namespace.",
+    )
+
+    @default("hub_namespace")
+    def _hub_namespace_default(self):
+        return self._namespace_default()  # KubeSpawner's: the service account's namespace
+
+    def user_objects(self) -> list[dict]:
+        """What the user's namespace must hold before the pod starts (pure, given the traits)."""
+        objects = user_rbac_objects(self.namespace, self.service_account) if self.service_account else []
+        if self.enable_user_namespaces and self.isolate_user_network:
+            objects.append(user_network_policy(self.namespace, self.hub_namespace))
+        return objects
+
+    async def _start(self):
+        if self.enable_user_namespaces:
+            # the namespace recorded in the state may be from a shared-namespace past:
+            # a server always starts in the user's own
+            namespace = self._expand_user_properties(self.user_namespace_template)
+            if namespace != self.namespace:
+                self.log.info("Moving %s from namespace %s to %s", self.user.name, self.namespace, namespace)
+                self.namespace = namespace
+                self._pvc_exists = False  # the home volume is made in the new namespace
+            await self._ensure_namespace()
+        else:
+            self.log.warning(
+                "KubeClusterSpawner.enable_user_namespaces is False: every user's server and jobs share "
+                "namespace %s and its job service account, so any user can list, read the logs of and delete "
+                "other users' Jobs there, and create Jobs that mount other users' home volumes. "
+                "Use this only where users trust each other.", self.namespace)
+        for manifest in self.user_objects():
+            await self._ensure_object(manifest)
+        self._namespace_ready = True
+        try:
+            return await super()._start()
+        finally:
+            self._namespace_ready = False
+
+    async def _ensure_namespace(self):
+        """Create the user's namespace, or restore its Pod Security label if it exists without it."""
+        if getattr(self, "_namespace_ready", False):
+            return  # done by _start, before KubeSpawner's own _start asks again
+        await super()._ensure_namespace()  # 409, already there, is fine
+        wanted = {k: v for k, v in self._expand_all(self.user_namespace_labels).items()
+                  if k.startswith("pod-security.kubernetes.io/")}
+        if not wanted:
+            return
+        namespace = await self._api_call(self.api.read_namespace(self.namespace))
+        labels = namespace.metadata.labels or {}
+        if any(labels.get(k) != v for k, v in wanted.items()):
+            self.log.warning("Setting %s on namespace %s (it had %s)", wanted, self.namespace,
+                             {k: labels.get(k) for k in wanted})
+            namespace.metadata.labels = {**labels, **wanted}
+            await self._api_call(self.api.replace_namespace(self.namespace, namespace))
+
+    async def _api_call(self, coroutine):
+        return await asyncio.wait_for(coroutine, self.k8s_api_request_timeout)
+
+    async def _ensure_object(self, manifest: dict) -> None:
+        """Create ``manifest`` in its namespace; if it exists, replace it where its content differs."""
+        kind, meta = manifest["kind"], manifest["metadata"]
+        api, suffix = {
+            "ServiceAccount": ("CoreV1Api", "namespaced_service_account"),
+            "Role": ("RbacAuthorizationV1Api", "namespaced_role"),
+            "RoleBinding": ("RbacAuthorizationV1Api", "namespaced_role_binding"),
+            "NetworkPolicy": ("NetworkingV1Api", "namespaced_network_policy"),
+        }[kind]
+        client = shared_client(api)
+        try:
+            await self._api_call(getattr(client, f"create_{suffix}")(meta["namespace"], manifest))
+            self.log.info("Created %s %s/%s", kind, meta["namespace"], meta["name"])
+            return
+        except ApiException as e:
+            if e.status != 409:
+                raise
+        if kind == "ServiceAccount":
+            return  # nothing of ours in it to keep in step
+        existing = client.api_client.sanitize_for_serialization(
+            await self._api_call(getattr(client, f"read_{suffix}")(meta["name"], meta["namespace"])))
+        fields = {"Role": ["rules"], "RoleBinding": ["subjects", "roleRef"], "NetworkPolicy": ["spec"]}[kind]
+        if all(existing.get(f) == manifest[f] for f in fields):
+            return
+        self.log.warning("Replacing %s %s/%s: it differed from ClusterLab's", kind, meta["namespace"], meta["name"])
+        replacement = {**manifest, "metadata": {**manifest["metadata"],
+                                                "resourceVersion": existing["metadata"]["resourceVersion"]}}
+        await self._api_call(getattr(client, f"replace_{suffix}")(meta["name"], meta["namespace"], replacement))
 
     # one volume per user, shared by their named servers (KubeSpawner's default is per server)
     @default("pvc_name_template")
@@ -206,7 +435,8 @@ class KubeClusterSpawner(ClusterSpawner, KubeSpawner):
 
     def get_env(self):
         env = super().get_env()
-        # where the user's jobs go: the same namespace and the same home volume
+        # where the user's jobs go: the server's own namespace (the user's, with per-user
+        # namespaces: the only one its service account may use) and the same home volume
         env.update(CLUSTERLAB_K8S_NAMESPACE=self.namespace, CLUSTERLAB_K8S_IMAGE=self.image)
         if self.home_volume:
             env.update(CLUSTERLAB_K8S_HOME_PVC=self.pvc_name, CLUSTERLAB_K8S_HOME_PATH=self.home_mount_path)

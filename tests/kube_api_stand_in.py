@@ -180,6 +180,23 @@ class RecordedRequest:
     def watch(self) -> bool:
         return self.query.get("watch") in ("true", "1", "True")
 
+    @property
+    def rights(self) -> tuple[str, str, str] | None:
+        """What RBAC checks for this request: (API group, resource, verb); None off the resource paths."""
+        return rights_of(self.method, self.path, self.query)
+
+
+def rights_of(method: str, path: str, query: dict) -> tuple[str, str, str] | None:
+    m = _PATH.match(path)
+    if not m:
+        return None
+    plural, name, sub = m.group("plural"), m.group("name"), m.group("sub")
+    if method == "GET":
+        verb = "get" if name else ("watch" if query.get("watch") in ("true", "1", "True") else "list")
+    else:
+        verb = VERBS.get(method, method.lower())
+    return (m.group("group") or "", f"{plural}/{sub}" if sub else plural, verb)
+
 
 def _status(code: int, reason: str, message: str, details: dict | None = None) -> web.Response:
     body = {
@@ -619,7 +636,7 @@ class KubeAPIStandIn:
         # a namespace in the path of a namespace, or none for one pod: no such path
         if (ns and plural in CLUSTER_SCOPED) or (not ns and name and plural not in CLUSTER_SCOPED):
             return _status(404, "NotFound", f"the server could not find the requested resource ({request.path})")
-        forbidden = self._forbidden(request, plural, ns, name, sub, query)
+        forbidden = self._forbidden(request, plural, ns, name, query)
         if forbidden is not None:
             return forbidden
         key_ns = "" if plural in CLUSTER_SCOPED else ns
@@ -648,19 +665,13 @@ class KubeAPIStandIn:
     # ----- RBAC, for service accounts ----------------------------------------------------------
 
     def _forbidden(self, request: web.Request, plural: str, ns: str | None, name: str | None,
-                   sub: str | None, query: dict) -> web.Response | None:
+                   query: dict) -> web.Response | None:
         """403 when a service account's token asks for what no Role bound to it in ``ns`` grants."""
         token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         if not token.startswith(SA_TOKEN_PREFIX):
             return None  # the administrator's kubeconfig
         sa_ns, _, sa_name = token[len(SA_TOKEN_PREFIX):].partition(":")
-        if request.method == "GET":
-            verb = "get" if name else ("watch" if query.get("watch") in ("true", "1", "True") else "list")
-        else:
-            verb = VERBS.get(request.method, request.method.lower())
-        api_version = RESOURCES[plural][1]
-        group = api_version.split("/")[0] if "/" in api_version else ""
-        resource = f"{plural}/{sub}" if sub else plural
+        group, resource, verb = rights_of(request.method, request.path, query)
         if ns and self._granted(ns, sa_ns, sa_name, group, resource, verb):
             return None
         who = f"system:serviceaccount:{sa_ns}:{sa_name}"

@@ -2,9 +2,11 @@
 
 What is checked here, with no cluster: every object of rbac.yaml against the
 official Kubernetes schemas (kubernetes-validate, strict, 1.30 and the newest it
-ships); the Role against the API calls the job service really makes; values.yaml
-against our own code (the spawner's entry point, the traits it sets, the
-profiles file it mounts, the service account rbac.yaml creates); the
+ships); the hub's ClusterRole against the requests a real start, restart, stop
+and user deletion make (against the API STAND-IN, tests/kube_api_stand_in.py)
+plus the rights it hands out in each user's Role, exactly; values.yaml against
+our own code (the spawner's entry point, the traits it sets, the profiles file
+it mounts, per-user namespaces on, no shared service account); the
 Dockerfile's base images pinned and in step with the chart version.
 
 What is not: the values against the Zero to JupyterHub chart itself. No package
@@ -17,6 +19,7 @@ the Kubernetes schemas.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -45,7 +48,7 @@ def values() -> dict:
 def rbac() -> dict[str, dict]:
     objects = [o for o in yaml.safe_load_all((HERE / "rbac.yaml").read_text()) if o]
     by_kind = {o["kind"]: o for o in objects}
-    assert len(by_kind) == len(objects) == 3, "one ServiceAccount, one Role, one RoleBinding"
+    assert len(by_kind) == len(objects) == 2, "one ClusterRole and its ClusterRoleBinding, for the hub"
     return by_kind
 
 
@@ -57,7 +60,7 @@ def chart_version_in(text: str) -> set[str]:
     return set(re.findall(r"jupyterhub/jupyterhub --version (\d+\.\d+\.\d+)", text))
 
 
-# ----- rbac.yaml ------------------------------------------------------------------------------
+# ----- rbac.yaml: what the hub may do, and nothing more ------------------------------------
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
@@ -66,62 +69,108 @@ def test_rbac_objects_are_valid_kubernetes(rbac, version):
         kubernetes_validate.validate(obj, version, strict=True)
 
 
-def test_role_grants_exactly_what_the_job_service_needs(rbac):
-    rules = {
-        (group, resource): sorted(rule["verbs"])
-        for rule in rbac["Role"]["rules"]
-        for group in rule["apiGroups"]
-        for resource in rule["resources"]
-    }
-    assert rules == {
-        ("batch", "jobs"): sorted(["create", "get", "list", "watch", "delete"]),
-        ("", "pods"): sorted(["get", "list", "watch"]),
-        ("", "pods/log"): sorted(["get", "list", "watch"]),
-    }
+def granted(rules: list[dict]) -> set[tuple[str, str, str]]:
+    return {(g, r, v) for rule in rules for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
 
 
-# what each kubernetes_asyncio method the job service calls needs from RBAC
-API_CALLS = {
-    "create_namespaced_job": ("batch", "jobs", "create"),
-    "read_namespaced_job": ("batch", "jobs", "get"),
-    "list_namespaced_job": ("batch", "jobs", "list"),
-    "delete_namespaced_job": ("batch", "jobs", "delete"),
-    "read_namespaced_pod": ("", "pods", "get"),
-    "list_namespaced_pod": ("", "pods", "list"),
-    "read_namespaced_pod_log": ("", "pods/log", "get"),
+# What the hub asks of the API server to start, stop and forget users' servers with
+# per-user namespaces (KubeSpawner 7.1 and ClusterLab's spawner), as (group, resource, verb).
+HUB_REQUESTS = {
+    ("", "namespaces", "create"), ("", "namespaces", "get"), ("", "namespaces", "update"),
+    ("", "pods", "create"), ("", "pods", "delete"), ("", "pods", "list"), ("", "pods", "watch"),
+    ("", "events", "list"), ("", "events", "watch"),
+    ("", "persistentvolumeclaims", "create"), ("", "persistentvolumeclaims", "get"),
+    ("", "persistentvolumeclaims", "delete"),
+    ("", "serviceaccounts", "create"),
+    ("rbac.authorization.k8s.io", "roles", "create"), ("rbac.authorization.k8s.io", "roles", "get"),
+    ("rbac.authorization.k8s.io", "roles", "update"),
+    ("rbac.authorization.k8s.io", "rolebindings", "create"), ("rbac.authorization.k8s.io", "rolebindings", "get"),
+    ("rbac.authorization.k8s.io", "rolebindings", "update"),
+    ("networking.k8s.io", "networkpolicies", "create"), ("networking.k8s.io", "networkpolicies", "get"),
+    ("networking.k8s.io", "networkpolicies", "update"),
 }
 
 
-def test_role_covers_every_api_call_of_the_job_service(rbac):
-    source = REPO / "server_extension" / "clusterlab_server" / "kubernetes_jobs.py"
-    calls = set(re.findall(r"_call\(\s*\"\w+Api\",\s*\"(\w+)\"", source.read_text()))
-    assert calls, "found no API call in kubernetes_jobs.py: has its _call(...) form changed?"
-    unknown = calls - API_CALLS.keys()
-    assert not unknown, f"new API calls {unknown}: add them to API_CALLS and, if needed, to rbac.yaml"
-    granted = {
-        (group, resource, verb)
-        for rule in rbac["Role"]["rules"]
-        for group in rule["apiGroups"]
-        for resource in rule["resources"]
-        for verb in rule["verbs"]
-    }
-    assert {API_CALLS[c] for c in calls} <= granted
+def test_the_hub_holds_exactly_what_it_asks_for_and_what_it_hands_out(rbac):
+    from clusterlab_spawner.kubernetes import JOB_SERVICE_API_CALLS
+
+    rights = granted(rbac["ClusterRole"]["rules"])
+    # Kubernetes lets the hub create the users' Role only if it holds every right in it
+    hands_out = set(JOB_SERVICE_API_CALLS.values())
+    assert rights == HUB_REQUESTS | hands_out
+    # nothing that reads Secrets, escalates, impersonates or names everything
+    assert not {r for r in rights if r[1] == "secrets" or r[2] in ("escalate", "bind", "impersonate")}
+    assert "*" not in str(rbac["ClusterRole"]["rules"])
 
 
-def test_binding_gives_the_role_to_the_account_user_servers_run_as(rbac, values):
-    account, role, binding = rbac["ServiceAccount"], rbac["Role"], rbac["RoleBinding"]
-    assert account["metadata"]["name"] == values["singleuser"]["serviceAccountName"]
+async def test_the_hub_requests_are_the_table(tmp_path, monkeypatch):
+    """Every request of a real start, restart (mending a changed Role), stop and user deletion
+    against the API STAND-IN (tests/kube_api_stand_in.py), as RBAC sees it, is in HUB_REQUESTS."""
+    import kubernetes_asyncio.config.kube_config as kube_config
+    from clusterlab_spawner.kubernetes import KubeClusterSpawner
+    from kube_api_stand_in import KubeAPIStandIn
+
+    class User:  # a name KubeSpawner 6 slugged otherwise: KubeSpawner 7 looks for the old volume name
+        name, id, url, spawners = "Alice", 1, "/user/Alice/", {}
+
+    async with KubeAPIStandIn(namespace="clusterlab", workdir=tmp_path) as stand_in:
+        monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", stand_in.kubeconfig_path)
+        monkeypatch.setattr(KubeClusterSpawner, "_wait_until_answering", lambda self, url: asyncio.sleep(0))
+        spawner = KubeClusterSpawner(_mock=True, user=User(), profiles_file=str(PROFILES), hub_namespace="clusterlab",
+                                     user_namespace_template="clusterlab-{username}", k8s_api_host=stand_in.url)
+        spawner.load_state({"pod_name": spawner.pod_name})  # a server last started by KubeSpawner 6
+        ns = spawner.namespace
+        try:
+            spawner.user_options = {"profile": "cpu-small"}
+            await spawner.start()
+            await spawner.stop(now=True)
+            spawner.clear_state()
+            # someone changes all that the spawner keeps in step: the next start puts it back
+            for kind, name in (("Role", "clusterlab-jobs"), ("RoleBinding", "clusterlab-jobs"),
+                               ("NetworkPolicy", "clusterlab-user"), ("Namespace", ns)):
+                obj = stand_in.get(kind, name, ns)
+                if kind == "Namespace":
+                    del obj["metadata"]["labels"]["pod-security.kubernetes.io/enforce"]
+                elif kind == "Role":
+                    obj["rules"][0]["verbs"].append("get")
+                elif kind == "RoleBinding":
+                    obj["subjects"].append({"kind": "ServiceAccount", "name": "default", "namespace": ns})
+                else:
+                    obj["spec"]["ingress"][0]["from"].append({"namespaceSelector": {}})
+                stand_in.replace_from_outside(obj)
+            spawner.user_options = {"profile": "cpu-small"}
+            await spawner.start()
+            await spawner.stop(now=True)
+            await spawner.delete_forever()
+        finally:
+            await KubeClusterSpawner._stop_all_reflectors()
+        asked = {r.rights for r in stand_in.requests if r.rights}
+    assert asked == HUB_REQUESTS
+
+
+def test_the_binding_gives_the_cluster_role_to_the_charts_hub_account(rbac):
+    role, binding = rbac["ClusterRole"], rbac["ClusterRoleBinding"]
     assert binding["roleRef"] == {
-        "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]
+        "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role["metadata"]["name"]
     }
-    namespace = account["metadata"]["namespace"]
-    # a ServiceAccount subject must name its namespace: `kubectl apply -n` does not fill it in
-    assert binding["subjects"] == [
-        {"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": namespace}
-    ]
-    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == namespace
+    # the chart's hub service account, in the release's namespace (a subject must name it)
+    [subject] = binding["subjects"]
+    assert subject["kind"] == "ServiceAccount" and subject["name"] == "hub"
+    namespace = subject["namespace"]
     readme = (HERE / "README.md").read_text()
     assert f"--namespace {namespace}" in readme and f"create namespace {namespace}" in readme
+
+
+def test_no_shared_service_account_for_the_users(values):
+    # each server runs as its own namespace's account, set by the spawner: a chart
+    # setting would replace it, and rbac.yaml no longer creates a shared one
+    assert "serviceAccountName" not in values["singleuser"]
+    spawner = values["hub"]["config"]["KubeClusterSpawner"]
+    assert spawner["enable_user_namespaces"] is True and spawner["pod_security_level"] == "baseline"
+    assert "service_account" not in spawner and "automount_service_account_token" not in spawner
+    # baseline refuses the chart's privileged init container; the hub admits user pods from their namespaces
+    assert values["singleuser"]["cloudMetadata"]["blockWithIptables"] is False
+    assert values["hub"]["networkPolicy"]["interNamespaceAccessLabels"] == "accept"
 
 
 # ----- values.yaml: what it names exists in our code ----------------------------------------

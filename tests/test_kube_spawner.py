@@ -249,6 +249,9 @@ def spawner_on(cluster, port) -> KubeClusterSpawner:
         kwargs["cmd"] = ["sh", "-c", "exec python3 -m http.server 8888"]
         kwargs["http_timeout"] = 5  # the test process may not reach pod IPs; the pod's state is what counts
         kwargs["user"] = User(f"clusterlab-test-{os.getpid()}")
+        # the named namespace, with no objects beyond pod and volume: the rights this test had
+        # before per-user namespaces (tests/test_kube_isolation.py covers those on the stand-in)
+        kwargs.update(enable_user_namespaces=False, service_account=None)
     user = kwargs.pop("user", User())
     return KubeClusterSpawner(_mock=True, user=user, profiles_file=str(PROFILE_FILES[0]), **kwargs)
 

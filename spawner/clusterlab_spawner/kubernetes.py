@@ -251,7 +251,9 @@ class KubeClusterSpawner(ClusterSpawner, KubeSpawner):
 
     @default("automount_service_account_token")
     def _automount_default(self):
-        return True  # the job service uses the token; the account may only run jobs in the user's namespace
+        # the job service uses the token, whose account may only run jobs in the user's namespace;
+        # with no account named, no token (not the namespace's default account's)
+        return bool(self.service_account)
 
     pod_security_level = Enum(
         ["baseline", "restricted", "privileged", ""],

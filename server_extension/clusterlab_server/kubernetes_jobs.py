@@ -100,8 +100,7 @@ def memory_quantity(memory_gb: float) -> str:
 
 def shm_quantity(profile: Profile) -> str:
     """The memory-backed /dev/shm: the profile's ``kubernetes.shm_gb``, else half its memory (in Mi)."""
-    shm_gb = (profile.kubernetes or {}).get("shm_gb") or profile.memory_gb * SHM_FRACTION
-    return f"{max(1, round(shm_gb * 1024))}Mi"
+    return f"{max(1, round(profile.shm_gb(SHM_FRACTION) * 1024))}Mi"
 
 
 def labels_for(user: str, job_id: str = "") -> dict[str, str]:

@@ -87,10 +87,9 @@ def pod_settings(
         "extra_resource_limits": {gpu_resource: str(profile.gpus)} if profile.gpus else {},
         "extra_resource_guarantees": {gpu_resource: str(profile.gpus)} if profile.gpus else {},
     }
-    shm_gb = kube.get("shm_gb") or profile.memory_gb * shm_fraction
     pod_volumes = [
         *(volumes or []),
-        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": _mebibytes(shm_gb)}},
+        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": _mebibytes(profile.shm_gb(shm_fraction))}},
     ]
     mounts = [*(volume_mounts or []), {"name": "dshm", "mountPath": "/dev/shm"}]
     if home_claim:

@@ -93,6 +93,11 @@ class Profile:
     def memory_bytes(self) -> int:
         return int(self.memory_gb * 1024**3)
 
+    def shm_gb(self, fraction: float = 0.5) -> float:
+        """Size of a Kubernetes pod's memory-backed /dev/shm: ``kubernetes.shm_gb``, else a
+        fraction of the memory (PyTorch data loaders pass batches through it)."""
+        return self.kubernetes.get("shm_gb") or self.memory_gb * fraction
+
     @property
     def summary(self) -> str:
         """One line a person reads: '4 cores · 16 GB · 1 GPU (a100)'."""

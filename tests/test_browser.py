@@ -365,6 +365,17 @@ def test_another_user_cannot_open_the_first_users_tensorboard_or_jobs(lab_hub, c
     try:
         log_in(page, hub, OTHER)
         page.wait_for_selector("#clusterlab-sizes")
+        # frank takes a GPU size: his status bar names the GPU his server was granted
+        page.check("#clusterlab-sizes input[name=profile][value=gpu-1]")
+        page.locator("#spawn_form [type=submit]").click()
+        page.wait_for_url(f"**/user/{OTHER}/lab**", timeout=180_000)
+        status = page.locator(".jp-clusterlab-gpu-status [data-granted]")
+        status.wait_for()
+        granted = status.get_attribute("data-granted")
+        assert granted in ("0", "1"), granted
+        assert f"GPU {granted}" in status.inner_text()
+        page.wait_for_selector(".jp-LauncherCard[data-category='Accelerated AI']")
+        page.screenshot(path=SHOTS / hub.backend / "98-gpu-status.png")
         for path in (f"{url}data/plugin/scalars/tags", f"/user/{USER}/clusterlab/api/jobs"):
             answer = page.goto(hub.url + path)
             assert answer.status in (403, 404), (path, answer.status, page.url)

@@ -41,15 +41,23 @@ export function MetricsChart(props: { points: IMetricPoint[] }): JSX.Element | n
             .filter(p => name in p.metrics)
             .map(p => `${x(p.epoch).toFixed(1)},${y(name, p.metrics[name]).toFixed(1)}`)
             .join(' ');
+          const color = COLORS[i % COLORS.length];
+          const only = points.filter(p => name in p.metrics);
+          if (only.length === 1) {
+            // one epoch so far: a dot, since a line needs two
+            return (
+              <circle
+                key={name}
+                data-metric={name}
+                cx={x(only[0].epoch)}
+                cy={y(name, only[0].metrics[name])}
+                r={2.5}
+                fill={color}
+              />
+            );
+          }
           return (
-            <polyline
-              key={name}
-              data-metric={name}
-              points={line}
-              fill="none"
-              stroke={COLORS[i % COLORS.length]}
-              strokeWidth={1.5}
-            />
+            <polyline key={name} data-metric={name} points={line} fill="none" stroke={color} strokeWidth={1.5} />
           );
         })}
       </svg>

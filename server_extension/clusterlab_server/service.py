@@ -127,6 +127,7 @@ class JobService:
         self._environment: dict | None = None
         self._refreshed_at = float("-inf")
         self.metrics_files = MetricsFiles()
+        self._workspace_real: Path | None = None
 
     # ----- what can be run --------------------------------------------------------------
 
@@ -348,15 +349,20 @@ class JobService:
         ``output_path``: the output folder relative to the workspace, for the file
         browser (None when the jobs root lies outside the workspace).
         """
-        output = Path(job.folder) / "output"
-        output_path = None
-        for folder, root in ((output, self.settings.workspace),  # resolved only when the plain paths differ
-                             (Path(os.path.realpath(output)), Path(os.path.realpath(self.settings.workspace)))):
-            if folder.is_relative_to(root):
-                output_path = folder.relative_to(root).as_posix()
-                break
+        output = self._metrics_path(job).parent
         return {**job.to_json(), "progress": self.metrics_files.progress(self._metrics_path(job)),
-                "output_path": output_path}
+                "output_path": self._in_workspace(output)}
+
+    def _in_workspace(self, path: Path) -> str | None:
+        """``path`` relative to the workspace, or None when outside it (symlinks resolved only if needed)."""
+        if not path.is_relative_to(self.settings.workspace):
+            if self._workspace_real is None:
+                self._workspace_real = Path(os.path.realpath(self.settings.workspace))
+            path = Path(os.path.realpath(path))
+            if not path.is_relative_to(self._workspace_real):
+                return None
+            return path.relative_to(self._workspace_real).as_posix()
+        return path.relative_to(self.settings.workspace).as_posix()
 
     def metrics(self, job_id: str) -> dict:
         """Every complete line of the job's ``metrics.jsonl``, oldest first: ``{"points": [...]}``."""
@@ -422,21 +428,19 @@ class JobService:
         if offset < 0:
             raise JobError(400, "offset must be 0 or more", "offset")
         path = Path(job.folder) / "log.txt"
-        text, end = "", offset
         try:
             with open(path, "rb") as f:
-                offset = end = min(offset, os.fstat(f.fileno()).st_size)  # past the end: nothing more yet
-                f.seek(offset)
+                start = min(offset, os.fstat(f.fileno()).st_size)  # past the end: nothing more yet
+                f.seek(start)
                 data = f.read(limit)
-                end = offset + len(data)
-                text = data.decode(errors="replace")
         except FileNotFoundError:
             # not (yet) on the volume as this server sees it: the pod's log is the same text (Kubernetes)
             pod_log = getattr(self.backend, "log_text", None)
-            if pod_log is not None:
-                data = pod_log(job, offset + limit).encode()
-                offset = end = min(offset, len(data))
-                data = data[offset:offset + limit]
-                end = offset + len(data)
-                text = data.decode(errors="replace")
+            if pod_log is None:
+                start, data = offset, b""
+            else:
+                whole = pod_log(job, offset + limit).encode()
+                start = min(offset, len(whole))
+                data = whole[start:start + limit]
+        end, text = start + len(data), data.decode(errors="replace")
         return {"id": job.id, "offset": end, "text": text, "status": job.status, "done": job.status in FINAL}

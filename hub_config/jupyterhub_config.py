@@ -16,8 +16,14 @@
 #                              compute nodes can reach)
 #   CLUSTERLAB_POLL_INTERVAL   seconds between checks that each server still runs (30);
 #                              on Slurm one squeue answers them all
-#   CLUSTERLAB_CREATE_UNIX_USERS  slurm: "1" creates a missing Unix account for a
-#                              hub user before their first job (off by default)
+#   CLUSTERLAB_CREATE_UNIX_USERS  "1" creates a missing Unix account for a hub user
+#                              before their first server, where servers run as each
+#                              user's account (a root hub: local or slurm). Default:
+#                              on for the local backend as root (said in the log),
+#                              off otherwise
+#   CLUSTERLAB_ALLOW_SIGNUP_WITH_SHARED_ACCOUNT  a hub not run as root runs every user
+#                              as its own Unix account, so sign-up is off; "1" opens it
+#                              knowingly, for people who trust each other
 #   CLUSTERLAB_ADMIN_PASSWORD  create/reset the `admin` account with this password
 #                              (unset on the first start: a random one is written
 #                              to <data dir>/hub/admin-password)
@@ -33,10 +39,12 @@
 #                              (a profile's kubernetes.image replaces it for that size)
 #   CLUSTERLAB_PROFILES        instance sizes file (default: profiles.yaml beside this file;
 #                              on slurm, /etc/clusterlab/profiles.yaml if `make slurm` wrote it)
+import logging
 import os
 import sys
 from pathlib import Path
 
+from clusterlab_spawner.accounts import hub_account, shared_account_notice, warn_if_unreachable_by_users
 from clusterlab_spawner.local import parse_gpu_list
 from clusterlab_spawner.profiles import load_profiles
 
@@ -55,6 +63,7 @@ PROFILES = Path(os.environ.get("CLUSTERLAB_PROFILES", DEFAULT_PROFILES)).resolve
 VENV_BIN = Path(sys.executable).parent  # the hub's virtual environment serves the users too
 
 (DATA / "hub").mkdir(parents=True, exist_ok=True)
+(DATA / "hub").chmod(0o700)  # the database, cookie secret and admin password are the hub's alone
 os.environ["CLUSTERLAB_DATA_DIR"] = str(DATA)  # the spawner's default users_root reads it
 
 # --- where the hub listens and keeps its state ------------------------------
@@ -86,6 +95,27 @@ c.ClusterLabAuthenticator.admin_password = os.environ.get("CLUSTERLAB_ADMIN_PASS
 # Without one, the first start makes `admin` a random password, kept here (mode 0600).
 c.ClusterLabAuthenticator.first_admin_password_file = str(DATA / "hub" / "admin-password")
 
+# --- whose Unix account a server runs as ------------------------------------------
+# A root hub runs each user's server and jobs as the Unix account of their name
+# (local: setuid; slurm: sudo -u), never a system account (c.ClusterSpawner.min_uid,
+# denied_unix_users). The embedded default makes a missing account itself when root.
+ROOT = os.geteuid() == 0
+CREATE_DEFAULT = "1" if ROOT and BACKEND == "local" else "0"
+c.ClusterSpawner.create_unix_users = os.environ.get("CLUSTERLAB_CREATE_UNIX_USERS", CREATE_DEFAULT) == "1"
+if ROOT and BACKEND != "kubernetes":
+    warn_if_unreachable_by_users(VENV_BIN)
+if ROOT and BACKEND != "kubernetes" and c.ClusterSpawner.create_unix_users:
+    logging.getLogger("JupyterHub").warning(
+        "ClusterLab: each hub user's server runs as the Unix account of their name, and a missing one "
+        "is created (useradd, home mode 0700): CLUSTERLAB_CREATE_UNIX_USERS=0 stops that")
+# Not root: one account runs everyone's servers. Say so on every page, and keep
+# sign-up closed unless the site opens it knowingly.
+if not ROOT and BACKEND in ("local", "slurm"):
+    c.ClusterLabAuthenticator.shared_unix_account = hub_account()
+    c.ClusterLabAuthenticator.allow_signup_with_shared_account = (
+        os.environ.get("CLUSTERLAB_ALLOW_SIGNUP_WITH_SHARED_ACCOUNT", "0") == "1")
+    c.JupyterHub.template_vars = {"announcement": shared_account_notice(hub_account())}
+
 # --- instance sizes and the spawner -------------------------------------------
 load_profiles(PROFILES)  # fail at start, naming the profile and field, if the file is wrong
 c.JupyterHub.spawner_class = f"clusterlab-{BACKEND}"
@@ -101,7 +131,8 @@ c.Spawner.environment = {"PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin"}
 
 c.Spawner.poll_interval = int(os.environ.get("CLUSTERLAB_POLL_INTERVAL", "30"))
 
-# Local backend: each user's folder is <data dir>/users/<name>.
+# Local backend: a root hub starts each server in its account's home; one that is
+# not root, in <data dir>/users/<name>.
 c.LocalClusterSpawner.users_root = str(DATA / "users")
 if "CLUSTERLAB_LOCAL_GPUS" in os.environ:
     c.LocalClusterSpawner.gpu_ids = parse_gpu_list(os.environ["CLUSTERLAB_LOCAL_GPUS"])
@@ -109,10 +140,8 @@ if "CLUSTERLAB_LOCAL_GPUS" in os.environ:
 # Slurm backend: each server is a batch job run as the user's Unix account
 # (through sudo when the hub runs as root), in their home folder.
 if BACKEND == "slurm":
-    from clusterlab_spawner import slurm
-
-    slurm.warn_if_unreachable_by_jobs(VENV_BIN)
-    c.SlurmClusterSpawner.create_unix_users = os.environ.get("CLUSTERLAB_CREATE_UNIX_USERS", "0") == "1"
+    # imported here, before the hub builds its handlers: it replaces batchspawner's port-report API
+    from clusterlab_spawner import slurm  # noqa: F401
 
 # Kubernetes backend: each server is a pod (KubeSpawner) sized by its profile
 # (requests/limits, nvidia.com/gpu, node selector, tolerations, a memory-backed

@@ -10,7 +10,15 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import accounts  # noqa: E402
 from hub import Hub  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def unix_accounts_removed_after():
+    """The Unix accounts the tests (or their hubs) created go when the session ends."""
+    yield
+    accounts.remove_created()
 
 
 def slurm_ready() -> str:

@@ -7,6 +7,7 @@ login form, the spawn form and the REST API, through the real proxy.
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import signal
 import socket
@@ -15,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import accounts
 import requests
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,8 +50,9 @@ def free_port_block(size: int = 3) -> int:
 class Hub:
     """One hub process with its own data directory and ports."""
 
-    def __init__(self, data_dir: Path, env: dict | None = None, extra_config: str = ""):
+    def __init__(self, data_dir: Path, env: dict | None = None, extra_config: str = "", run_as: str = ""):
         self.data_dir = Path(data_dir)
+        self.run_as = run_as  # a Unix account to run the hub as (default: the tests' own)
         self.port = free_port_block()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
@@ -58,8 +61,11 @@ class Hub:
             "CLUSTERLAB_PORT": str(self.port),
             "CLUSTERLAB_ADMIN_PASSWORD": ADMIN_PASSWORD,
             "CLUSTERLAB_LOCAL_GPUS": "0,1",
+            # tests make the accounts they use (accounts.ensure); a test of the switch turns it on
+            "CLUSTERLAB_CREATE_UNIX_USERS": "0",
             **(env or {}),
         }
+        self.env = {key: value for key, value in self.env.items() if value is not None}  # None: unset
         self.config = CONFIG
         if extra_config:
             # the real config first, then the test's few overrides
@@ -72,12 +78,34 @@ class Hub:
 
     # ----- process ---------------------------------------------------------------
 
+    @property
+    def maps_accounts(self) -> bool:
+        """Whether this hub runs each user as the Unix account of their name (a root hub)."""
+        return os.geteuid() == 0 and not self.run_as and self.env.get("CLUSTERLAB_BACKEND", "local") != "kubernetes"
+
+    @property
+    def creates_accounts(self) -> bool:
+        return self.env.get("CLUSTERLAB_CREATE_UNIX_USERS", "1" if self.maps_accounts else "0") == "1"
+
+    def account_for(self, username: str) -> None:
+        """Make the Unix account a user's servers run as, unless the hub is to make it."""
+        accounts.track(username)
+        if self.maps_accounts and not self.creates_accounts:
+            accounts.ensure(username)
+
+    def home_of(self, username: str) -> Path:
+        """Where the user's server starts: their account's home, or their folder of the data dir."""
+        return accounts.home_of(username) if self.maps_accounts else self.data_dir / "users" / username
+
     def start(self, timeout: float = 60) -> "Hub":
+        self.account_for("admin")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [str(Path(sys.executable).parent / "jupyterhub"), "-f", str(self.config)],
             cwd=self.data_dir, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            **(dict(user=self.run_as, group=pwd.getpwnam(self.run_as).pw_gid, extra_groups=[])
+               if self.run_as else {}),
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -160,8 +188,14 @@ class Hub:
         response = self.admin().get(f"{self.url}/hub/authorize/{username}")
         assert response.status_code == 200, response.status_code
 
-    def add_user(self, username: str, password: str = "a-long-test-password") -> str:
-        """Sign a user up, approve them, and return an API token of theirs."""
+    def add_user(self, username: str, password: str = "a-long-test-password", account: bool = True) -> str:
+        """Sign a user up, approve them, and return an API token of theirs.
+
+        ``account``: make the Unix account they run as first (where the hub maps
+        users to accounts); False for names that must never get one (root, daemon).
+        """
+        if account:
+            self.account_for(username)
         assert self.signup(username, password).status_code == 200
         self.approve(username)
         return self.token(self.browser(username, password), username)

@@ -6,6 +6,7 @@ The hub lends two fake GPUs ("0", "1"); cores are this machine's.
 import os
 import time
 
+import accounts
 import psutil
 import pytest
 from hub import ADMIN_PASSWORD, pid_alive, process_facts
@@ -119,7 +120,7 @@ def test_each_size_gets_its_cores_threads_memory_and_gpus(hub):
             assert facts["env"][variable] == str(granted)
         assert facts["rlimit_data"] == memory_gb * 1024**3
         assert facts["env"]["CLUSTERLAB_PROFILE"] == profile
-        assert facts["cwd"] == str(hub.data_dir / "users" / "erin")
+        assert facts["cwd"] == str(hub.home_of("erin"))
         assert reachable_through_proxy(hub, api, "erin", server)
 
     assert process_facts(models["small"]["state"]["pid"])["env"]["CUDA_VISIBLE_DEVICES"] == ""
@@ -223,8 +224,8 @@ def test_each_users_jupyterlab_runs_their_jobs_and_only_theirs(hub):
     """The job service is in every user's JupyterLab, behind the hub's auth and proxy."""
     henry, iris = (hub.api(hub.add_user(name)) for name in ("henry", "iris"))
     hub.start_server(henry, "henry", profile="cpu-small")
-    workspace = hub.data_dir / "users" / "henry"
-    (workspace / "hello.py").write_text("print('hello from a job')\n")
+    workspace = hub.home_of("henry")
+    accounts.write_as("henry", workspace / "hello.py", "print('hello from a job')\n")
     jobs = f"{hub.url}/user/henry/clusterlab/api/jobs"
     response = henry.post(jobs, json={"template": "python-script", "name": "first", "params": {"script": "hello.py"}})
     assert response.status_code == 201, response.text

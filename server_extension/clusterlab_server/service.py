@@ -117,10 +117,20 @@ def make_backend(settings: Settings):
     return LocalBackend()
 
 
+def private_folder(path: Path) -> None:
+    """Make ``path`` (and a missing parent) a folder only its owner can enter (0700)."""
+    for folder in (path.parent, path):
+        if not folder.exists():
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            folder.chmod(0o700)  # mkdir's mode is cut by the umask
+    path.chmod(0o700)
+
+
 class JobService:
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.settings.jobs_root.mkdir(parents=True, exist_ok=True)
+        # job folders hold code, parameters and logs: the user's alone, whatever the umask
+        private_folder(self.settings.jobs_root)
         self.store = JobStore(settings.jobs_root / "jobs.sqlite")
         self.registry = Registry.load(settings.template_paths)
         self.backend = make_backend(settings)
@@ -249,7 +259,8 @@ class JobService:
         return job
 
     def _write_folder(self, staging: Path, folder: Path, job: Job, template: Template, choice) -> None:
-        (staging / "output").mkdir(parents=True)
+        staging.mkdir(mode=0o700)
+        (staging / "output").mkdir()
         snapshot = self._snapshot(staging / "code")
         if self._environment is None:
             self._environment = environment_record()

@@ -77,6 +77,9 @@ class Job(Base):
 class JobStore:
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            # the owner's alone (with its -wal and -shm files, which SQLite gives the same mode)
+            path.touch(mode=0o600)
         self.engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 30})
 
         @event.listens_for(self.engine, "connect")

@@ -9,7 +9,9 @@ through jupyter-server-proxy's ``<base_url>proxy/<port>/`` route of the user's
 own server, which applies that server's authentication. Another user of a
 shared node could still connect to the port itself (or through their own
 server's proxy), so TensorBoard also serves everything under a random path
-prefix that only the owner's API answers give out: without it, 404.
+prefix that only the owner's API answers give out: without it, 404. The
+prefix never appears on a command line (which ``ps`` shows to everyone):
+TensorBoard reads its arguments from a pipe (:data:`LAUNCHER`).
 
 Each run is named ``<job name>-<job id>``: TensorBoard reads one folder of
 symbolic links, one link per chosen job to its ``output/tensorboard`` folder
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 import logging
 import os
 import re
@@ -49,6 +52,9 @@ from tornado.httpclient import AsyncHTTPClient
 from .service import JobError, JobService
 
 MAX_JOBS = 1000
+# TensorBoard's entry point, with its arguments read from standard input, not argv
+LAUNCHER = ("import json, sys; sys.argv = ['tensorboard', *json.loads(sys.stdin.readline())]; "
+            "sys.stdin.close(); from tensorboard.main import run_main; run_main()")
 STOP_SECONDS = 5
 
 try:  # Linux: TensorBoard gets SIGTERM when the server dies without cleaning up (SIGKILL)
@@ -208,8 +214,7 @@ class TensorBoardManager:
         jobs = self._jobs_for(selection)
         self._link(jobs)
         port, prefix = free_port(), secrets.token_hex(16)
-        argv = [
-            sys.executable, "-m", "tensorboard.main",
+        arguments = [
             "--logdir", str(self._workdir / "runs"),
             "--host", "127.0.0.1", "--port", str(port), "--path_prefix", f"/{prefix}",
             "--reload_interval", str(self.reload_interval),
@@ -220,9 +225,14 @@ class TensorBoardManager:
         log_path = self._workdir / "tensorboard.log"
         with open(log_path, "wb") as log:
             # spawned on the event loop's thread: PR_SET_PDEATHSIG follows the thread that forks
-            proc = subprocess.Popen(argv, cwd=self._workdir, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT, start_new_session=True,
-                                    preexec_fn=_die_with_parent if _LIBC is not None else None)
+            proc = subprocess.Popen([sys.executable, "-c", LAUNCHER], cwd=self._workdir, env=env,
+                                    stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True, preexec_fn=_die_with_parent if _LIBC is not None else None)
+        try:
+            with proc.stdin:
+                proc.stdin.write((json.dumps(arguments) + "\n").encode())
+        except BrokenPipeError:
+            pass  # it died at once: the wait below reports its log
         self.log.info("ClusterLab: TensorBoard (pid %d) on port %d over %d jobs", proc.pid, port, len(jobs))
         url = f"http://127.0.0.1:{port}/{prefix}/data/environment"
         client = AsyncHTTPClient()

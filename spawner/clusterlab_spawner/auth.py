@@ -14,6 +14,11 @@ approval: a user may log in once an admin has approved the sign-up, or is in
 ``allowed_users``/``admin_users``. ``admin`` is created at start with
 ``admin_password`` so that scripted set-ups can log in through the form; with
 none given, a generated one is written to ``first_admin_password_file``.
+
+Where every user's server runs as one Unix account (a hub that is not root),
+users could read each other's files and tokens: ``shared_unix_account`` names
+that account, the hub says so in its log, and sign-up is off (the sign-up page
+says why) unless ``allow_signup_with_shared_account`` allows it knowingly.
 """
 
 from __future__ import annotations
@@ -26,10 +31,14 @@ import bcrypt
 from jupyterhub.handlers.login import LoginHandler as HubLoginHandler
 from nativeauthenticator import NativeAuthenticator
 from nativeauthenticator.handlers import LoginHandler as NativeLoginHandler
+from nativeauthenticator.handlers import SignUpHandler as NativeSignUpHandler
 from nativeauthenticator.orm import UserInfo
+from tornado import web
 from tornado.escape import url_escape
 from tornado.httputil import url_concat
-from traitlets import Unicode, default
+from traitlets import Bool, Unicode, default
+
+from .accounts import shared_account_notice
 
 
 class LoginHandler(NativeLoginHandler):
@@ -67,6 +76,28 @@ class LoginHandler(NativeLoginHandler):
         )
 
 
+class SignUpHandler(NativeSignUpHandler):
+    """NativeAuthenticator's sign-up, which says why it is off when one account serves all."""
+
+    def _refuse_if_shared(self):
+        authenticator = self.authenticator
+        if authenticator.shared_unix_account and not authenticator.allow_signup_with_shared_account:
+            raise web.HTTPError(
+                403,
+                "Sign-up is off on this hub. " + shared_account_notice(authenticator.shared_unix_account)
+                + " An administrator who accepts that can open sign-up with CLUSTERLAB_ALLOW_SIGNUP_WITH_SHARED_ACCOUNT=1"
+                " (c.ClusterLabAuthenticator.allow_signup_with_shared_account = True).",
+            )
+
+    async def get(self):
+        self._refuse_if_shared()
+        return await super().get()
+
+    async def post(self):
+        self._refuse_if_shared()
+        return await super().post()
+
+
 class ClusterLabAuthenticator(NativeAuthenticator):
     """NativeAuthenticator with a working login form and a bootstrapped admin."""
 
@@ -86,6 +117,24 @@ class ClusterLabAuthenticator(NativeAuthenticator):
         that no stranger can claim `admin` by signing up first. Empty: do not.""",
     )
 
+    shared_unix_account = Unicode(
+        "",
+        config=True,
+        help="""The Unix account every user's server and jobs run as, when the
+        spawner cannot give each user their own (a local or Slurm hub that is
+        not root); empty where users are separated. Then the hub warns at
+        start, and sign-up is off unless allow_signup_with_shared_account.""",
+    )
+
+    allow_signup_with_shared_account = Bool(
+        False,
+        config=True,
+        help="""Let people sign up although all users share shared_unix_account,
+        and so can read and change each other's files, jobs and tokens: for a
+        group who trust each other. The default config reads it from
+        CLUSTERLAB_ALLOW_SIGNUP_WITH_SHARED_ACCOUNT=1.""",
+    )
+
     @default("any_allow_config")
     def _any_allow_config_default(self):
         return True  # admin approval is the allow rule (see check_allowed)
@@ -96,6 +145,12 @@ class ClusterLabAuthenticator(NativeAuthenticator):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        if self.shared_unix_account:
+            self.log.warning("%s Sign-up is %s.", shared_account_notice(self.shared_unix_account),
+                             "open (allow_signup_with_shared_account)" if self.allow_signup_with_shared_account
+                             else "off (allow_signup_with_shared_account opens it)")
+            if not self.allow_signup_with_shared_account:
+                self.enable_signup = False  # and the login page offers no sign-up link
         if self.admin_password:
             self._ensure_admin(self.admin_password)
         elif self.first_admin_password_file and self.get_user("admin") is None:
@@ -124,7 +179,5 @@ class ClusterLabAuthenticator(NativeAuthenticator):
         return bool(info is not None and info.is_authorized)
 
     def get_handlers(self, app):
-        return [
-            (path, LoginHandler if path == r"/login" else handler)
-            for path, handler in super().get_handlers(app)
-        ]
+        ours = {r"/login": LoginHandler, r"/signup": SignUpHandler}
+        return [(path, ours.get(path, handler)) for path, handler in super().get_handlers(app)]

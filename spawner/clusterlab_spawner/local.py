@@ -14,14 +14,20 @@ cgroups:
   two servers never share one, and a request that cannot be met is refused.
 - Wall time: the server is stopped when the hours asked for are over.
 
-Every server runs as the hub's own Unix user, in its own folder under the
-data directory: this backend separates users' files and devices, not their
-privileges. Clusters get real isolation from Slurm or Kubernetes.
+Accounts: when the hub runs as root, each server (and every job it starts)
+runs as the user's own Unix account (uid, gid, supplementary groups, HOME),
+in that account's home folder; system accounts are refused and a missing
+account is made only if ``create_unix_users`` is on (see :mod:`.accounts`).
+A hub that is not root cannot switch accounts: every server then runs as the
+hub's own user, in its own folder under the data directory, which separates
+users' folders and devices but not their privileges (the hub says so, see
+:func:`.accounts.shared_account_notice`).
 """
 
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import resource
 import shutil
@@ -30,9 +36,10 @@ import time
 from pathlib import Path
 
 import psutil
-from jupyterhub.spawner import LocalProcessSpawner
+from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
 from traitlets import Bool, List, Unicode, default
 
+from . import accounts
 from .options import Choice, OptionsError
 from .pool import DevicePool, PoolExhausted
 from .spawner import Availability, ClusterSpawner
@@ -88,8 +95,10 @@ class LocalClusterSpawner(ClusterSpawner, LocalProcessSpawner):
 
     users_root = Unicode(
         config=True,
-        help="""Folder that holds one folder per user; a user's server starts in
-        (and has HOME set to) ``<users_root>/<username>``.""",
+        help="""Where servers run as the hub's own account (a hub that is not root):
+        the folder that holds one folder per user; a user's server starts in
+        (and has HOME set to) ``<users_root>/<username>``. A root hub runs each
+        server in its user's own home instead.""",
     )
 
     @default("users_root")
@@ -144,7 +153,14 @@ class LocalClusterSpawner(ClusterSpawner, LocalProcessSpawner):
         return (self.user.name, self.name)
 
     @property
+    def runs_as_user_account(self) -> bool:
+        # only root can start a process as another account
+        return os.geteuid() == 0
+
+    @property
     def home_dir(self) -> Path:
+        if self.runs_as_user_account:
+            return Path((self.account or pwd.getpwnam(self.user.name)).pw_dir)
         return Path(self.users_root) / self.user.name
 
     # ----- availability and devices ---------------------------------------------
@@ -188,7 +204,9 @@ class LocalClusterSpawner(ClusterSpawner, LocalProcessSpawner):
     # ----- the process ---------------------------------------------------------------
 
     def user_env(self, env):
-        # the parent looks the user up in /etc/passwd; here users are hub accounts
+        if self.runs_as_user_account:
+            return super().user_env(env)  # USER, HOME and SHELL of the account
+        # the hub's own account runs every server: HOME is the user's folder of the data dir
         env["USER"] = self.user.name
         env["HOME"] = str(self.home_dir)
         env["SHELL"] = "/bin/bash"
@@ -200,26 +218,30 @@ class LocalClusterSpawner(ClusterSpawner, LocalProcessSpawner):
             env.update(self.limits["env"])
         return env
 
-    def get_args(self):
-        args = super().get_args()
-        if os.geteuid() == 0:
-            args.append("--allow-root")  # the hub runs servers as its own user
-        return args
-
     def make_preexec_fn(self, name):
-        home = self.home_dir
         limits = self.limits
-        home.mkdir(parents=True, exist_ok=True)
+        if self.runs_as_user_account:
+            home = accounts.ensure_home(self.account)
+            # JupyterHub's own: setgid, the account's groups, setuid, chdir home
+            become_user = set_user_setuid(name, chdir=False)
+        else:
+            home = self.home_dir
+            home.mkdir(parents=True, exist_ok=True)
+            become_user = None
 
         def preexec():  # runs in the child, between fork and exec
-            os.chdir(home)
             os.sched_setaffinity(0, limits["affinity"])
             data = limits["rlimit_data"]
             resource.setrlimit(resource.RLIMIT_DATA, (data, data))
+            if become_user is not None:
+                become_user()
+            os.chdir(home)  # as the user: a home they cannot enter fails the spawn here
 
         return preexec
 
     async def move_certs(self, paths):
+        if self.runs_as_user_account:
+            return await super().move_certs(paths)  # into the account's home, owned by it
         return paths  # internal SSL certs stay where the hub made them
 
     async def start(self):

@@ -35,8 +35,6 @@ import html
 import json
 import logging
 import os
-import pwd
-import re
 import shlex
 import sys
 import time
@@ -56,8 +54,6 @@ from .slurm_queue import SlurmJob, SlurmNodes, SlurmQueue, reason_in_words, run
 from .spawner import ClusterSpawner
 
 VENV_BIN = Path(sys.executable).parent
-# Unix account names this backend accepts (useradd's default rule, no dots)
-UNIX_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 
 # one view of the queue and of the nodes per hub process, whatever the number of servers
 _queues: dict[str, SlurmQueue] = {}
@@ -358,14 +354,6 @@ class SlurmClusterSpawner(ClusterSpawner, FixedSlurmSpawner):
     queues_when_busy = True  # Slurm queues a job that does not fit now; the page says why
     job_backend = "slurm"
 
-    create_unix_users = Bool(
-        False,
-        config=True,
-        help="""Create a missing Unix account (useradd -m) for a hub user before
-        their first job. Off by default: sites get accounts from LDAP/SSSD. The
-        all-in-one deployment may switch it on. Needs the hub to run as root.""",
-    )
-
     logs_dir = Unicode(
         ".clusterlab/logs",
         config=True,
@@ -390,35 +378,20 @@ class SlurmClusterSpawner(ClusterSpawner, FixedSlurmSpawner):
 
     # ----- the user's Unix account and log folder ---------------------------------------
 
+    @property
+    def runs_as_user_account(self) -> bool:
+        return self.submit_as_user
+
     async def prepare_submission(self) -> None:
-        name = self.user.name
-        if self.submit_as_user and not UNIX_NAME.match(name):
-            raise web.HTTPError(
-                400, f"user name {name!r} cannot be a Unix account; Slurm jobs run as the account of that name"
-            )
-        try:
-            pwd.getpwnam(name)
-        except KeyError:
-            if not (self.create_unix_users and os.geteuid() == 0):
-                raise web.HTTPError(
-                    400,
-                    f"there is no Unix account {name!r} on the hub host, and Slurm jobs run as it: "
-                    "ask an administrator to create it (or to enable ClusterLab's create_unix_users)",
-                ) from None
-            await self._create_account(name)
+        if self.account is not None:
+            # checked (and made, where it may be) by ClusterSpawner.start; batchspawner's
+            # default read passwd before a new account existed
+            self.req_homedir = self.account.pw_dir
         logs = Path(self.output_path).parent
         if not logs.is_dir():
             status, _, err = await run(self.as_user(["/bin/mkdir", "-p", "--", str(logs)]))
             if status != 0:
                 raise web.HTTPError(500, f"could not create {logs}: {err.strip()}")
-
-    async def _create_account(self, name: str) -> None:
-        status, _, err = await run(["/usr/sbin/useradd", "--create-home", "--shell", "/bin/bash", "--", name])
-        if status != 0 and "already exists" not in err:
-            raise web.HTTPError(500, f"useradd {name} failed: {err.strip()}")
-        self.log.info("Created the Unix account %s", name)
-        # batchspawner's defaults read passwd once; read it again now that it exists
-        self.req_homedir = pwd.getpwnam(name).pw_dir
 
     # ----- live availability from sinfo ---------------------------------------------------
 
@@ -448,24 +421,3 @@ class SlurmClusterSpawner(ClusterSpawner, FixedSlurmSpawner):
         message = super().describe_waiting()
         choice = self.choice
         return f"{message} (asked for {choice.profile.summary})" if choice else message
-
-
-def warn_if_unreachable_by_jobs(venv_bin: Path) -> None:
-    """Jobs run the hub's virtual environment as each user: say so at start if they cannot.
-
-    Both the environment and the interpreter it links to must be reachable (a
-    venv made from a pyenv Python under /root is not).
-    """
-    if os.geteuid() != 0:
-        return  # jobs run as the hub's own account
-    interpreter = (Path(venv_bin) / "python").resolve()
-    for target in (Path(venv_bin).absolute(), interpreter.parent):
-        for folder in [*reversed(target.parents), target]:
-            mode = folder.stat().st_mode
-            if not mode & 0o001:
-                logging.getLogger("JupyterHub").error(
-                    "%s is mode %o: Slurm jobs, which run as each user, cannot reach %s. Build the "
-                    "environment with /usr/bin/python3 in a world-readable place (make does).",
-                    folder, mode & 0o777, target,
-                )
-                return

@@ -9,6 +9,9 @@ Everything here is backend-agnostic:
 - the options form, rendered from ``profiles.yaml`` with live availability;
 - validation of ``user_options`` (form or REST API) and the per-user quotas,
   enforced again in :meth:`start`, so that no path can start an unchecked size;
+- on backends that run each user as their Unix account (local as root,
+  Slurm), which account that is: system accounts are refused, a missing one
+  is created only where ``create_unix_users`` says so (see :mod:`.accounts`);
 - waiting for the server to answer before handing it to the hub, so that the
   hub's own backing-off readiness poll does not add seconds to every spawn.
 """
@@ -17,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
+import pwd
 import time
 from pathlib import Path
 
@@ -24,8 +29,9 @@ import jinja2
 from jupyterhub.spawner import Spawner
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
-from traitlets import Float, Integer, Unicode, default
+from traitlets import Bool, Float, Integer, Set, Unicode, default
 
+from . import accounts
 from .availability import Availability
 from .options import (
     Choice,
@@ -72,6 +78,33 @@ class ClusterSpawner(Spawner):
         4,
         config=True,
         help="How many GPUs one user's running servers may hold together. 0: no limit.",
+    )
+
+    min_uid = Integer(
+        1000,
+        config=True,
+        help="""Lowest uid a hub user's Unix account may have. Where servers run as
+        each user's account (the local backend as root, Slurm), a user whose
+        account is below it (daemon, nobody, the service accounts) gets an error
+        naming the reason, and nothing is submitted. uid 0 is never used.""",
+    )
+
+    denied_unix_users = Set(
+        Unicode(),
+        config=True,
+        help="""Unix accounts no server or job may run as, whatever their uid (root
+        always is one).""",
+    )
+
+    create_unix_users = Bool(
+        False,
+        config=True,
+        help="""Create a missing Unix account (useradd, home mode 0700) for a hub
+        user before their first server, where servers run as each user's
+        account. Off by default: sites get accounts from their directory
+        (LDAP/SSSD). The embedded default switches it on when the hub runs as
+        root, and says so in its log. Never creates a name that is already a
+        group, or one that check_account refuses.""",
     )
 
     readiness_poll_interval = Float(
@@ -121,7 +154,8 @@ class ClusterSpawner(Spawner):
         return others
 
     def check_options(self, user_options) -> Choice:
-        """Validate options, quotas and what the backend can give now."""
+        """Validate the account, options, quotas and what the backend can give now."""
+        self.check_account()
         choice = validate_user_options(user_options, self.profiles)
         check_quota(
             choice,
@@ -137,6 +171,37 @@ class ClusterSpawner(Spawner):
         if reason and not self.queues_when_busy:
             raise OptionsError("profile", f"{choice.profile.display_name} cannot start now: {reason}")
         return choice
+
+    # ----- the Unix account servers run as ---------------------------------------
+
+    #: the Unix account of the server being started (None where accounts are not used)
+    account: pwd.struct_passwd | None = None
+
+    @property
+    def runs_as_user_account(self) -> bool:
+        """Whether this backend runs the server as the user's own Unix account."""
+        return False
+
+    def check_account(self) -> pwd.struct_passwd | None:
+        """The user's Unix account (None if it is to be created, or not used).
+
+        Raises OptionsError where the user may not have one (see :mod:`.accounts`).
+        """
+        if not self.runs_as_user_account:
+            return None
+        return accounts.check_account(
+            self.user.name, min_uid=self.min_uid, denied=self.denied_unix_users,
+            may_create=self.create_unix_users and os.geteuid() == 0,
+        )
+
+    async def user_account(self) -> pwd.struct_passwd | None:
+        """The user's checked Unix account, created first if it is missing and may be."""
+        account = self.check_account()
+        if account is None and self.runs_as_user_account:
+            account = await asyncio.to_thread(accounts.create_account, self.user.name, min_uid=self.min_uid)
+            self.log.info("Created the Unix account %s (uid %d, home %s)",
+                          account.pw_name, account.pw_uid, account.pw_dir)
+        return account
 
     # ----- backend hooks --------------------------------------------------------
 
@@ -209,6 +274,7 @@ class ClusterSpawner(Spawner):
         self.mem_limit = choice.profile.memory_bytes
         self.cpu_limit = float(choice.profile.cpus)
         try:
+            self.account = await self.user_account()
             self.reserve(choice)
         except OptionsError as e:
             raise self._options_http_error(e) from None

@@ -169,6 +169,10 @@ def test_only_the_owner_gets_through(server, jobs, tmp_path):
     direct = requests.get(f"http://127.0.0.1:{state['port']}/data/plugin/scalars/tags", timeout=10)
     assert direct.status_code == 404 and "loss" not in direct.text
     assert proxied(server, f"/proxy/{state['port']}/", "data/plugin/scalars/tags").status_code == 404
+    # and the prefix is nowhere `ps` shows it to them
+    prefix = state["url"].rstrip("/").rsplit("/", 1)[1]
+    assert len(prefix) == 32
+    assert not any(prefix in " ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"]))
 
 
 def test_delete_stops_it(server, jobs):

@@ -204,6 +204,24 @@ def test_smuggled_or_impossible_options_are_refused_and_nothing_is_submitted(hub
     assert squeue("bob") == []
 
 
+@pytest.mark.parametrize("name, reason", [
+    ("root", "'root' is a system account"),
+    ("daemon", "'daemon' is a system account (uid 1, below min_uid 1000)"),
+    ("nobody", "'nobody' is a system account"),
+])
+def test_system_accounts_get_no_slurm_job(hub, name, reason):
+    token = hub.add_user(name, account=False)
+    passwd = Path("/etc/passwd").read_text()
+    response = hub.api(token).post(hub.server_url(name), json={"profile": "cpu-1"})
+    assert response.status_code == 400
+    assert reason in response.json()["message"] and "(user)" in response.json()["message"]
+    assert hub.server_model(name) is None
+    assert squeue(name) == []
+    all_jobs = subprocess.run(["squeue", "--noheader", "--format=%u"], capture_output=True, text=True).stdout
+    assert name not in all_jobs.split()
+    assert Path("/etc/passwd").read_text() == passwd  # and no account was made
+
+
 def test_the_form_shows_live_availability_from_sinfo(hub):
     browser = hub.browser("carol", PASSWORD)
     page = hub.spawn_form(browser)

@@ -20,6 +20,7 @@ import shutil
 import time
 from pathlib import Path
 
+import accounts
 import pytest
 import requests
 from hub import REPO, Hub
@@ -108,28 +109,13 @@ def log_in(page, hub: Hub, user: str) -> None:
     page.click("#login_submit")
 
 
-def home_of(hub: Hub, user: str) -> Path:
-    if hub.backend == "slurm":
-        import pwd
-
-        return Path(pwd.getpwnam(user).pw_dir)
-    return hub.data_dir / "users" / user
-
-
 def write_demo_data(hub: Hub, user: str) -> None:
     """`clusterlab demo-data ~/demo`, as the user would run it in a terminal."""
     from clusterlab_server.demo_data import generate
 
-    home = home_of(hub, user)
-    generate(home / "demo")
-    if hub.backend == "slurm":
-        import pwd
-
-        account = pwd.getpwnam(user)
-        for folder, _, files in os.walk(home / "demo"):
-            os.chown(folder, account.pw_uid, account.pw_gid)
-            for name in files:
-                os.chown(Path(folder) / name, account.pw_uid, account.pw_gid)
+    demo = hub.home_of(user) / "demo"
+    generate(demo)
+    accounts.give(user, demo)  # theirs, as if they had made it
 
 
 def show_jobs_panel(page) -> None:

@@ -85,7 +85,8 @@ class SignUpHandler(NativeSignUpHandler):
             raise web.HTTPError(
                 403,
                 "Sign-up is off on this hub. " + shared_account_notice(authenticator.shared_unix_account)
-                + " An administrator who accepts that can open sign-up with CLUSTERLAB_ALLOW_SIGNUP_WITH_SHARED_ACCOUNT=1"
+                + " An administrator who accepts that can open sign-up with"
+                " CLUSTERLAB_ALLOW_SIGNUP_WITH_SHARED_ACCOUNT=1"
                 " (c.ClusterLabAuthenticator.allow_signup_with_shared_account = True).",
             )
 

@@ -389,7 +389,9 @@ class SlurmClusterSpawner(ClusterSpawner, FixedSlurmSpawner):
             self.req_homedir = self.account.pw_dir
         logs = Path(self.output_path).parent
         if not logs.is_dir():
-            status, _, err = await run(self.as_user(["/bin/mkdir", "-p", "--", str(logs)]))
+            # the user's alone: JupyterLab's log is theirs to read (0700, as the job service's folders)
+            mkdir = ["/bin/mkdir", "-p", "-m", "0700", "--", str(logs.parent), str(logs)]
+            status, _, err = await run(self.as_user(mkdir))
             if status != 0:
                 raise web.HTTPError(500, f"could not create {logs}: {err.strip()}")
 

@@ -13,11 +13,19 @@ hub / lab also counts jupyterhub-singleuser's own start-up over plain
 JupyterLab (it imports the hub's ORM and handlers: about 0.6 s here), which is
 upstream's and the same for every spawner.
 
+As root, the hub runs each user's server as their own Unix account (admin's
+here, made for the run and removed after). Each round then also times:
+  shared:     the same spawn on a second hub run as an ordinary account, which
+              runs every server as itself (what the local backend did for
+              everyone before per-user accounts);
+so per-user / shared is what separate accounts cost a spawn (the goal: <= 1.05).
+
     .venv/bin/python tests/benchmarks/spawn_latency.py [--pairs 7]
 """
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -28,7 +36,10 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import accounts  # noqa: E402
 from hub import Hub, free_port_block  # noqa: E402
+
+SHARED_HUB_ACCOUNT = "clbench"
 
 POLL = 0.02
 BIN = Path(sys.executable).parent
@@ -93,28 +104,53 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--pairs", type=int, default=7, help="rounds (>= 5)")
     args = parser.parse_args()
+    per_user = os.geteuid() == 0
+    hubs = []
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["BENCH_TMP"] = tmp
-        hub = Hub(Path(tmp) / "hub").start()
         try:
+            hub = Hub(Path(tmp) / "hub")
+            hubs.append(hub.start())
+            shared = None
+            if per_user:  # a second hub as an ordinary account: one account for every server
+                account = accounts.ensure(SHARED_HUB_ACCOUNT)
+                data = Path(tempfile.mkdtemp(prefix="clusterlab-bench-shared-"))
+                os.chown(data, account.pw_uid, account.pw_gid)
+                shared = Hub(data, run_as=SHARED_HUB_ACCOUNT)
+                hubs.append(shared.start())
             api, token = hub.admin_api, hub._admin_token
             work = Path(tmp)
             time_hub(hub, api), time_bare(work, hub, token), time_bare(work)  # warm-up, unmeasured
-            to_singleuser, to_lab = [], []
+            if shared:
+                time_hub(shared, shared.admin_api)
+            to_singleuser, to_lab, to_shared = [], [], []
             for i in range(args.pairs):
                 hub_s = time_hub(hub, api)
+                shared_s = time_hub(shared, shared.admin_api) if shared else None
                 single_s = time_bare(work, hub, token)
                 lab_s = time_bare(work)
                 to_singleuser.append(hub_s / single_s)
                 to_lab.append(hub_s / lab_s)
-                print(f"round {i + 1}: hub {hub_s:.3f} s   bare singleuser {single_s:.3f} s   "
-                      f"bare lab {lab_s:.3f} s")
+                if shared:
+                    to_shared.append(hub_s / shared_s)
+                shared_text = f"shared-account hub {shared_s:.3f} s   " if shared else ""
+                print(f"round {i + 1}: hub {hub_s:.3f} s   {shared_text}"
+                      f"bare singleuser {single_s:.3f} s   bare lab {lab_s:.3f} s")
         finally:
-            hub.stop()
+            for each in hubs:
+                each.stop()
+            if len(hubs) > 1:
+                shutil.rmtree(hubs[1].data_dir, ignore_errors=True)
+            accounts.remove_created()
+    what = "per-user accounts" if per_user else "the hub's own account (not root)"
+    print(f"hub servers ran as {what}")
     print(f"median ratio hub / bare jupyterhub-singleuser over {args.pairs} rounds: "
           f"{statistics.median(to_singleuser):.3f}")
     print(f"median ratio hub / bare jupyter lab over {args.pairs} rounds: "
           f"{statistics.median(to_lab):.3f}")
+    if to_shared:
+        print(f"median ratio per-user-account hub / shared-account hub over {args.pairs} rounds: "
+              f"{statistics.median(to_shared):.3f}")
 
 
 if __name__ == "__main__":

@@ -312,7 +312,8 @@ def test_a_hub_that_is_not_root_says_everyone_shares_its_account_and_keeps_signu
 
     page = requests.get(f"{hub.url}/hub/signup")
     assert page.status_code == 403
-    assert "Sign-up is off on this hub" in page.text and shared in page.text
+    assert "Sign-up is closed" in page.text and shared in page.text
+    assert f"(<code>{account}</code>)" in page.text and "Back to sign in" in page.text
     assert "CLUSTERLAB_ALLOW_SIGNUP_WITH_SHARED_ACCOUNT=1" in page.text
     assert hub.signup("mallory", "a-long-password-1").status_code == 403
     assert hub.login("mallory", "a-long-password-1").status_code == 403  # no account was made

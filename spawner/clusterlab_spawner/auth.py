@@ -33,12 +33,14 @@ from nativeauthenticator import NativeAuthenticator
 from nativeauthenticator.handlers import LoginHandler as NativeLoginHandler
 from nativeauthenticator.handlers import SignUpHandler as NativeSignUpHandler
 from nativeauthenticator.orm import UserInfo
-from tornado import web
+from jinja2 import ChoiceLoader, FileSystemLoader
 from tornado.escape import url_escape
 from tornado.httputil import url_concat
 from traitlets import Bool, Unicode, default
 
 from .accounts import shared_account_notice
+
+TEMPLATES = Path(__file__).parent / "templates"
 
 
 class LoginHandler(NativeLoginHandler):
@@ -77,25 +79,36 @@ class LoginHandler(NativeLoginHandler):
 
 
 class SignUpHandler(NativeSignUpHandler):
-    """NativeAuthenticator's sign-up, which says why it is off when one account serves all."""
+    """NativeAuthenticator's sign-up, which says why it is closed when one account serves all."""
 
-    def _refuse_if_shared(self):
+    _template_dir_registered = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not SignUpHandler._template_dir_registered:  # as NativeAuthenticator adds its own
+            env = self.settings["jinja2_env"]
+            env.loader = ChoiceLoader([env.loader, FileSystemLoader([str(TEMPLATES)])])
+            SignUpHandler._template_dir_registered = True
+
+    @property
+    def closed(self) -> bool:
         authenticator = self.authenticator
-        if authenticator.shared_unix_account and not authenticator.allow_signup_with_shared_account:
-            raise web.HTTPError(
-                403,
-                "Sign-up is off on this hub. " + shared_account_notice(authenticator.shared_unix_account)
-                + " An administrator who accepts that can open sign-up with"
-                " CLUSTERLAB_ALLOW_SIGNUP_WITH_SHARED_ACCOUNT=1"
-                " (c.ClusterLabAuthenticator.allow_signup_with_shared_account = True).",
-            )
+        return bool(authenticator.shared_unix_account and not authenticator.allow_signup_with_shared_account)
+
+    async def _closed_page(self):
+        self.set_status(403)
+        self.finish(await self.render_template(
+            "signup-closed.html", account=self.authenticator.shared_unix_account,
+            login_url=self.settings["login_url"]))
 
     async def get(self):
-        self._refuse_if_shared()
+        if self.closed:
+            return await self._closed_page()
         return await super().get()
 
     async def post(self):
-        self._refuse_if_shared()
+        if self.closed:
+            return await self._closed_page()
         return await super().post()
 
 

@@ -52,6 +52,7 @@ for kind, target in json.load(open(sys.argv[1])):
         seen[target] = "denied"
     except OSError as e:
         seen[target] = f"error {e.errno}"
+seen["uid"] = os.getuid()
 print("PROBE " + json.dumps(seen), flush=True)
 '''
 
@@ -178,6 +179,7 @@ def test_a_job_of_alice_can_reach_nothing_of_bob_nor_of_the_hub(hub):
     assert job["status"] == "completed", job_log(hub, "alice", job)
     log = job_log(hub, "alice", job)
     seen = json.loads(log.split("PROBE ", 1)[1].splitlines()[0])
+    assert seen.pop("uid") == pwd.getpwnam("alice").pw_uid  # the job runs as alice
     assert {target: seen[target] for _, target in targets if seen[target] != "denied"} == {}
     assert bob_token not in log
     assert pid_alive(bob_server) and pid_alive(bob_job_pid)
@@ -247,8 +249,11 @@ def test_system_accounts_get_no_server(hub, name, reason):
     answer = hub.api(token).post(hub.server_url(name), json={"profile": "cpu-small"})
     assert answer.status_code == 400
     assert reason in answer.json()["message"]
-    # the spawn form says the same
+    # the spawn form says so before anything is chosen, and refuses the same when submitted
     browser = hub.browser(name, PASSWORD)
+    page = hub.spawn_form(browser).replace("&#39;", "'")
+    assert "No server can start for this hub account" in page and reason in page
+    assert 'name="profile"' not in page
     form = browser.post(f"{hub.url}/hub/spawn/{name}", data={"profile": "cpu-small", "_xsrf": browser.xsrf})
     assert form.status_code == 400 and reason in form.text.replace("&#39;", "'")
     assert hub.server_model(name) is None

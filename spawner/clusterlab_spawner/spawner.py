@@ -221,10 +221,16 @@ class ClusterSpawner(Spawner):
     # ----- the form ---------------------------------------------------------------
 
     async def get_options_form(self):
+        try:
+            self.check_account()
+            account_error = ""
+        except OptionsError as e:
+            account_error = e.message  # said up front; a submitted form gets the same refusal
         availability = self.availability()
         previous = self.choice
         selected = previous.profile.id if previous else next(iter(self.profiles))
         return _templates.get_template("options_form.html").render(
+            account_error=account_error,
             profiles=list(self.profiles.values()),
             selected=selected,
             hours=previous.hours if previous else None,

@@ -9,5 +9,7 @@
 - ``local``: the local-process backend (the embedded default)
 - ``slurm``: the Slurm backend (batchspawner's SlurmSpawner, fixed); ``slurm_queue``:
   one squeue and one sinfo for the whole hub; ``slurm_directives``: sizes to #SBATCH lines
+- ``accounts``: which Unix account a hub user's servers and jobs run as (system accounts
+  refused, missing ones created where allowed); what a hub that cannot separate users says
 - ``auth``: the embedded default's authenticator
 """

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import accounts  # noqa: E402
 from hub import Hub  # noqa: E402
 from spawn_latency import wait_200  # noqa: E402
 
@@ -63,6 +64,7 @@ def main():
         finally:
             local.stop()
             slurm.stop()
+            accounts.remove_created()  # benchlocal, benchslurm: both hubs run them as Unix accounts
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ Refused, always:
 - ``root``, ``nobody`` and the site's deny list, and any account with uid 0
   or the overflow uid 65534;
 - accounts below ``min_uid`` (1000, as Open OnDemand's default): ``daemon``,
-  ``nobody``, ``www-data``, the ``slurm`` and ``munge`` service accounts...;
+  ``www-data``, the ``slurm`` and ``munge`` service accounts...;
 - creating an account whose name is already a group (``useradd`` would make
   the new user a member of it: ``staff``, ``docker``, ``sudo``...).
 

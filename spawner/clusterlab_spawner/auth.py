@@ -28,12 +28,12 @@ import secrets
 from pathlib import Path
 
 import bcrypt
+from jinja2 import ChoiceLoader, FileSystemLoader
 from jupyterhub.handlers.login import LoginHandler as HubLoginHandler
 from nativeauthenticator import NativeAuthenticator
 from nativeauthenticator.handlers import LoginHandler as NativeLoginHandler
 from nativeauthenticator.handlers import SignUpHandler as NativeSignUpHandler
 from nativeauthenticator.orm import UserInfo
-from jinja2 import ChoiceLoader, FileSystemLoader
 from tornado.escape import url_escape
 from tornado.httputil import url_concat
 from traitlets import Bool, Unicode, default

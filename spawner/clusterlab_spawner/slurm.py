@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import html
 import json
-import logging
 import os
 import shlex
 import sys

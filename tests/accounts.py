@@ -51,7 +51,8 @@ def give(name: str, path: Path) -> Path:
     if os.geteuid() != 0 or not exists(name):
         return path  # not root: the tests' files are the hub's own, as are the servers
     account = pwd.getpwnam(name)
-    paths = [path] if path.is_file() else [path, *path.rglob("*")]
+    # a link is given itself, never what it points to (another user's home, say)
+    paths = [path] if path.is_symlink() or not path.is_dir() else [path, *path.rglob("*")]
     for item in paths:
         os.chown(item, account.pw_uid, account.pw_gid, follow_symlinks=False)
     return path

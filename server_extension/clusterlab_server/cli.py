@@ -43,6 +43,8 @@ import os
 import sys
 import time
 import types
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version_of
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -52,6 +54,14 @@ if TYPE_CHECKING:  # the service (jsonschema, the registry) is imported once the
     from .registry import Template
     from .service import JobError, JobService, Settings
     from .store import Job
+
+
+def package_version() -> str:
+    try:
+        return package_version_of("clusterlab")
+    except PackageNotFoundError:  # run from a checkout that is not installed
+        return "unknown"
+
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_BAD_INPUT, EXIT_NOT_FOUND, EXIT_CONFLICT, EXIT_SCHEDULER = 0, 1, 2, 3, 4, 5
 EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 130, 141
@@ -419,6 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="clusterlab", formatter_class=formatter, epilog=EPILOG,
         description="Submit, follow and manage ClusterLab jobs (the same jobs as the web job list).",
     )
+    parser.add_argument("--version", action="version", version=f"clusterlab {package_version()}")
     add_location_options(parser, on_subcommand=False)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 

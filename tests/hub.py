@@ -257,6 +257,41 @@ class Hub:
         return session.get(url).content.decode("utf-8")
 
 
+def terminal_run(hub: Hub, user: str, token: str, command: str, until: str, timeout: float = 60) -> str:
+    """Type ``command`` into a new JupyterLab terminal of ``user`` (its websocket); the screen once ``until`` shows."""
+    import asyncio
+    import json
+
+    from tornado.httpclient import HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    api = hub.api(token)
+    name = api.post(f"{hub.url}/user/{user}/api/terminals").json()["name"]
+
+    async def talk() -> str:
+        url = f"ws://127.0.0.1:{hub.port}/user/{user}/terminals/websocket/{name}"
+        socket = await websocket_connect(HTTPRequest(url, headers={"Authorization": f"token {token}"}))
+        await socket.write_message(json.dumps(["stdin", command + "\r"]))
+        screen, deadline = "", time.monotonic() + timeout
+        while until not in screen and time.monotonic() < deadline:
+            try:
+                message = await asyncio.wait_for(socket.read_message(), deadline - time.monotonic())
+            except asyncio.TimeoutError:
+                break
+            if message is None:
+                break
+            kind, *payload = json.loads(message)
+            if kind == "stdout":
+                screen += payload[0]
+        socket.close()
+        return screen
+
+    try:
+        return asyncio.run(talk())
+    finally:
+        api.delete(f"{hub.url}/user/{user}/api/terminals/{name}")
+
+
 def process_facts(pid: int) -> dict:
     """What the kernel says of a server process: cores, environment, memory cap."""
     environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")

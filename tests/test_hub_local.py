@@ -4,12 +4,13 @@ The hub lends two fake GPUs ("0", "1"); cores are this machine's.
 """
 
 import os
+import sys
 import time
 
 import accounts
 import psutil
 import pytest
-from hub import ADMIN_PASSWORD, pid_alive, process_facts
+from hub import ADMIN_PASSWORD, pid_alive, process_facts, terminal_run
 
 pytestmark = pytest.mark.hub
 
@@ -240,6 +241,19 @@ def test_each_users_jupyterlab_runs_their_jobs_and_only_theirs(hub):
     assert iris.get(jobs).status_code == 403  # not hers to see
     assert iris.delete(f"{jobs}/{job['id']}").status_code == 403
     hub.stop_server(henry, "henry")
+
+
+def test_a_terminal_finds_the_cli_and_the_environments_python(hub):
+    """A JupyterLab terminal is a login shell, whose /etc/profile resets PATH: the environment stays first."""
+    token = hub.add_user("ivan")
+    hub.start_server(hub.api(token), "ivan", profile="cpu-small")
+    screen = terminal_run(hub, "ivan", token, "clusterlab --version; python -c 'import sys, torch; "
+                          "print(\"python at\", sys.prefix, \"torch\", torch.__version__)'; echo DONE-$((6*7))",
+                          until="DONE-42")
+    assert "clusterlab 0.1.0" in screen, screen
+    assert f"python at {sys.prefix} torch " in screen, screen
+    assert "command not found" not in screen
+    hub.stop_server(hub.api(token), "ivan")
 
 
 # ----- time and restarts ------------------------------------------------------------------------

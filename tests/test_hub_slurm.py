@@ -12,12 +12,13 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
-from hub import Hub
+from hub import Hub, terminal_run
 from slurm_commands import calls, counting_bin
 
 REPO = Path(__file__).resolve().parents[1]
@@ -383,3 +384,11 @@ def test_a_jupyterlab_on_slurm_submits_its_users_jobs_to_slurm_as_that_user(hub)
     assert job["status"] == "completed", job
     assert "job as alice" in alice.get(f"{jobs}/{job['id']}/log").json()["text"]
     assert hub.api(hub.tokens["bob"]).get(jobs).status_code == 403
+
+
+def test_a_terminal_in_a_slurm_jupyterlab_finds_the_cli_and_the_environments_python(hub):
+    spawn(hub, "alice", profile="cpu-1")
+    screen = terminal_run(hub, "alice", hub.tokens["alice"],
+                          "clusterlab --version; python -c 'import sys; print(\"python at\", sys.prefix)'; "
+                          "echo DONE-$((6*7))", until="DONE-42")
+    assert "clusterlab 0.1.0" in screen and f"python at {sys.prefix}" in screen, screen

@@ -17,6 +17,7 @@ from traitlets import Float, List, Unicode
 from .handlers import handlers
 from .service import JobService, Settings
 from .tensorboard import TensorBoardManager
+from .terminals import keep_environment_in_terminals
 
 
 class ClusterLabApp(ExtensionApp):
@@ -36,6 +37,11 @@ class ClusterLabApp(ExtensionApp):
     )
 
     _poller: asyncio.Task | None = None
+
+    def _link_jupyter_server_extension(self, serverapp):
+        super()._link_jupyter_server_extension(serverapp)
+        # linked before any extension loads, so before the terminals extension reads it
+        keep_environment_in_terminals(serverapp)
 
     def initialize_settings(self):
         settings = Settings.from_environment(

@@ -125,8 +125,11 @@ def main():
                 time_hub(shared, shared.admin_api)
             to_singleuser, to_lab, to_shared = [], [], []
             for i in range(args.pairs):
-                hub_s = time_hub(hub, api)
-                shared_s = time_hub(shared, shared.admin_api) if shared else None
+                if shared and i % 2:  # alternate which of the two goes first
+                    shared_s, hub_s = time_hub(shared, shared.admin_api), time_hub(hub, api)
+                else:
+                    hub_s = time_hub(hub, api)
+                    shared_s = time_hub(shared, shared.admin_api) if shared else None
                 single_s = time_bare(work, hub, token)
                 lab_s = time_bare(work)
                 to_singleuser.append(hub_s / single_s)

@@ -85,7 +85,9 @@ class Hub:
 
     @property
     def creates_accounts(self) -> bool:
-        return self.env.get("CLUSTERLAB_CREATE_UNIX_USERS", "1" if self.maps_accounts else "0") == "1"
+        # unset, the embedded default's rule: on for the local backend as root
+        local = self.env.get("CLUSTERLAB_BACKEND", "local") == "local"
+        return self.env.get("CLUSTERLAB_CREATE_UNIX_USERS", "1" if self.maps_accounts and local else "0") == "1"
 
     def account_for(self, username: str) -> None:
         """Make the Unix account a user's servers run as, unless the hub is to make it."""

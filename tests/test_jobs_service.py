@@ -209,3 +209,16 @@ def test_the_output_folder_is_given_relative_to_the_workspace_for_the_file_brows
     job = outside.submit({"template": "python-script", "name": "outside", "params": {"script": "src/hello.py"}})
     assert outside.job_json(job)["output_path"] is None
     wait_final(outside, job.id)
+
+
+def test_tensorboard_is_offered_only_for_a_job_that_wrote_events(service):
+    """The panel shows its TensorBoard action from ``tensorboard``: an inference job writes no events."""
+    workspace = service.settings.workspace
+    (workspace / "writes_events.py").write_text(
+        "from pathlib import Path\nPath('tensorboard').mkdir()\n"
+        "Path('tensorboard/events.out.tfevents.1.host').write_bytes(b'')\n")
+    quiet, noisy = (service.submit({"template": "python-script", "name": name, "params": {"script": script}})
+                    for name, script in (("quiet", "src/hello.py"), ("noisy", "writes_events.py")))
+    assert wait_final(service, quiet.id).status == wait_final(service, noisy.id).status == "completed"
+    assert service.job_json(service.get(quiet.id))["tensorboard"] is False
+    assert service.job_json(service.get(noisy.id))["tensorboard"] is True

@@ -359,10 +359,12 @@ class JobService:
         ``{"epoch", "epochs", "fraction" (0..1), "metrics": the latest line's}``.
         ``output_path``: the output folder relative to the workspace, for the file
         browser (None when the jobs root lies outside the workspace).
+        ``tensorboard``: whether the job has written TensorBoard events (its
+        ``output/tensorboard`` folder), so the panel offers TensorBoard only then.
         """
         output = self._metrics_path(job).parent
         return {**job.to_json(), "progress": self.metrics_files.progress(self._metrics_path(job)),
-                "output_path": self._in_workspace(output)}
+                "output_path": self._in_workspace(output), "tensorboard": (output / "tensorboard").is_dir()}
 
     def _in_workspace(self, path: Path) -> str | None:
         """``path`` relative to the workspace, or None when outside it (symlinks resolved only if needed)."""

@@ -20,14 +20,16 @@ def profile(id, cpus=1, gpus=0, memory_gb=1, partition=""):
 SIZES = [profile("small"), profile("wide", cpus=8), profile("gpu-1", gpus=1), profile("gpu-2", cpus=2, gpus=2)]
 
 
-def test_local_sizes_with_more_gpus_than_this_server_never_start():
+def test_local_sizes_with_more_gpus_or_cores_than_this_server_was_granted_never_start():
     a = local_availability(SIZES, cores=4, granted_gpus=0)
     assert a.state("small") == {"state": "free", "reason": ""}
-    assert a.state("wide") == {"state": "free", "reason": "runs on this server's 4 cores (asks for 8)"}
+    assert a.state("wide") == {"state": "impossible", "reason": "needs 8 cores; this server was granted 4"}
     assert a.state("gpu-1") == {"state": "impossible", "reason": "needs 1 GPU; this server was granted none"}
     a = local_availability(SIZES, cores=8, granted_gpus=1)
     assert [a.state(p.id)["state"] for p in SIZES] == ["free", "free", "free", "impossible"]
     assert a.state("gpu-2")["reason"] == "needs 2 GPUs; this server was granted 1"
+    a = local_availability(SIZES, cores=1, granted_gpus=2)
+    assert a.state("gpu-2") == {"state": "impossible", "reason": "needs 2 cores; this server was granted 1"}
 
 
 def fake_sinfo(folder, body: str):

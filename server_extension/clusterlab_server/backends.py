@@ -77,19 +77,20 @@ def _count(number: int, thing: str) -> str:
 
 
 def local_availability(profiles: Iterable[Profile], cores: int, granted_gpus: int) -> Availability:
-    """Jobs run inside this server: a size with more GPUs than it was given can never start.
+    """Jobs run inside this server, on what it was granted: a size that asks for more can never run here.
 
-    More cores than the server has is allowed, as the hub's local spawner allows it
-    (it caps a size at the machine): the job runs on the server's cores, and says so.
+    More cores than the server's would only oversubscribe them (loaders and thread
+    pools sized for cores that are not there), and more GPUs than it was granted
+    are not there at all.
     """
-    impossible, notes = {}, {}
+    impossible = {}
     for profile in profiles:
         if profile.gpus > granted_gpus:
             impossible[profile.id] = (f"needs {_count(profile.gpus, 'GPU')}; this server was granted "
                                       f"{granted_gpus or 'none'}")
         elif profile.cpus > cores:
-            notes[profile.id] = f"runs on this server's {_count(cores, 'core')} (asks for {profile.cpus})"
-    return Availability(None, cores, None, granted_gpus, impossible=impossible, notes=notes)
+            impossible[profile.id] = f"needs {_count(profile.cpus, 'core')}; this server was granted {cores}"
+    return Availability(None, cores, None, granted_gpus, impossible=impossible)
 
 
 def server_cores() -> int:

@@ -27,8 +27,6 @@ class Availability:
     blocked: dict[str, str] = dataclasses.field(default_factory=dict)
     # per profile id: why it can never start here (larger than any machine or node)
     impossible: dict[str, str] = dataclasses.field(default_factory=dict)
-    # per profile id: what to know about a size that can start (it gets less than asked, say)
-    notes: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def state(self, profile_id: str) -> dict[str, str]:
         """``{"state": "free" | "queue" | "impossible", "reason": ...}`` ('' reason when free)."""
@@ -36,7 +34,7 @@ class Availability:
             return {"state": "impossible", "reason": self.impossible[profile_id]}
         if profile_id in self.blocked:
             return {"state": "queue", "reason": self.blocked[profile_id]}
-        return {"state": "free", "reason": self.notes.get(profile_id, "")}
+        return {"state": "free", "reason": ""}
 
 
 def availability_from_nodes(nodes: list[NodeFree], profiles: Iterable[Profile]) -> Availability:

@@ -19,7 +19,7 @@ from clusterlab_server.openapi import openapi_document
 from pytest_jupyter.jupyter_core import *  # noqa: F403 (fixtures)
 from pytest_jupyter.jupyter_server import *  # noqa: F403 (fixtures)
 from tornado.httpclient import HTTPClientError
-from test_jobs_service import CANARY, HELLO, HOSTILE, PROFILES
+from test_jobs_service import CANARY, HELLO, HOSTILE, PROFILES, make_sized_template
 
 
 @pytest.fixture
@@ -30,6 +30,7 @@ def jp_server_config(tmp_path):
             "backend": "local",
             "jobs_root": str(tmp_path / "jobs"),
             "profiles_file": str(PROFILES),
+            "template_paths": [str(make_sized_template(tmp_path, "gpu-1"))],
             "poll_interval": 0.2,
         },
     }
@@ -200,10 +201,44 @@ def test_profiles_say_whether_this_server_can_run_them(api, monkeypatch):
     assert status == 200 and body["backend"] == "local"
     assert availability["cpu-small"] == {"state": "free", "reason": ""}
     assert availability["gpu-1"] == {"state": "impossible", "reason": "needs 1 GPU; this server was granted none"}
-    # as on the hub's local spawner: more cores than the server has runs on the server's
-    assert availability["cpu-large"] == {"state": "free", "reason": "runs on this server's 4 cores (asks for 8)"}
+    assert availability["cpu-large"] == {"state": "impossible", "reason": "needs 8 cores; this server was granted 4"}
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
     availability = {p["id"]: p["availability"] for p in api("GET", "profiles")[1]["profiles"]}
     assert availability["gpu-1"] == {"state": "free", "reason": ""}
     assert availability["gpu-4"] == {"state": "impossible", "reason": "needs 4 GPUs; this server was granted 1"}
+
+
+def test_a_size_this_server_cannot_run_is_refused_and_nothing_is_made(api, tmp_path, monkeypatch):
+    """What GET profiles marks impossible (the form greys it out), POST jobs refuses: one rule."""
+    monkeypatch.setattr("clusterlab_server.backends.server_cores", lambda: 4)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    hello = {"template": "python-script", "name": "too_big", "params": {"script": "src/hello.py"}}
+    for profile, why in [("gpu-4", "needs 4 GPUs; this server was granted none"),
+                         ("cpu-large", "needs 8 cores; this server was granted 4")]:
+        status, body = api("POST", "jobs", body={**hello, "profile": profile})
+        assert (status, body) == (400, {"error": f"{profile} cannot run here: {why}", "field": "profile"})
+        sizes = api("GET", "profiles")[1]["profiles"]
+        assert next(p for p in sizes if p["id"] == profile)["availability"] == {"state": "impossible", "reason": why}
+    assert api("GET", "jobs")[1]["total"] == 0
+    assert [p.name for p in (tmp_path / "jobs").iterdir() if not p.name.startswith("jobs.sqlite")] == []
+
+
+def test_without_a_size_the_templates_default_is_used_only_if_it_can_run(api, monkeypatch):
+    monkeypatch.setattr("clusterlab_server.backends.server_cores", lambda: 4)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    request = {"template": "sized-script", "name": "sized", "params": {"script": "src/hello.py"}}  # default: gpu-1
+    status, job = api("POST", "jobs", body=request)
+    assert status == 201 and job["profile"] == "cpu-small", job  # no GPU here: the first size that can run
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    status, on_gpu = api("POST", "jobs", body=request)
+    assert status == 201 and on_gpu["profile"] == "gpu-1", on_gpu
+    wait_status(api, job["id"]), wait_status(api, on_gpu["id"])
+
+    # a rerun keeps its size, or takes another, by the same rule
+    assert api("POST", "jobs", job["id"], "rerun", body={"profile": "gpu-4"}) == (
+        400, {"error": "gpu-4 cannot run here: needs 4 GPUs; this server was granted 1", "field": "profile"})
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert api("POST", "jobs", on_gpu["id"], "rerun", body={}) == (
+        400, {"error": "gpu-1 cannot run here: needs 1 GPU; this server was granted none", "field": "profile"})
+    assert api("GET", "jobs")[1]["total"] == 2

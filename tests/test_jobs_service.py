@@ -36,6 +36,20 @@ def make_workspace(root: Path) -> Path:
     return workspace
 
 
+def make_sized_template(root: Path, default_profile: str) -> Path:
+    """A template folder holding ``sized-script``: python-script, but with ``default_profile``; returns the folder."""
+    folder = root / "sized-templates" / "sized-script"
+    folder.mkdir(parents=True)
+    text = (REPO / "templates" / "python-script" / "template.yaml").read_text()
+    for old, new in [("id: python-script", "id: sized-script"),
+                     ("default_profile: cpu-small", f"default_profile: {default_profile}"),
+                     ("{template}/run.py", str(REPO / "templates" / "python-script" / "run.py"))]:
+        assert old in text
+        text = text.replace(old, new)
+    (folder / "template.yaml").write_text(text)
+    return folder.parent
+
+
 def make_service(root: Path, backend: str = "local") -> JobService:
     return JobService(Settings(
         jobs_root=root / "jobs", workspace=root / "workspace",

@@ -133,7 +133,8 @@ SUBMIT = {
         "template": {"type": "string"},
         "name": {"type": "string", "pattern": NAME_RULE.pattern, "maxLength": 100},
         "params": {"type": "object"},
-        "profile": {"type": "string"},
+        "profile": {"type": "string", "description": "a size whose availability is not impossible (else 400); "
+                    "absent: the template's default if it can run here, else the first size that can"},
         "hours": {"type": "number", "exclusiveMinimum": 0},
     },
 }
@@ -145,6 +146,8 @@ RERUN = {
     "properties": {
         **{key: value for key, value in SUBMIT["properties"].items() if key != "template"},
         "params": {"type": "object", "description": "changed parameters; the others are the original job's"},
+        "profile": {"type": "string", "description": "another size, not impossible here (else 400); absent: "
+                    "the original job's, which must still be able to run here"},
     },
 }
 

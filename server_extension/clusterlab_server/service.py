@@ -4,7 +4,7 @@ Used by the REST API and by the ``clusterlab`` CLI alike, so both give the
 same answers and the same errors. Creating a job goes:
 
 validate (template, name, parameters against the template's JSON Schema, paths
-inside the user's roots, size) -> make the job folder under a temporary name
+inside the user's roots, a size this backend can run) -> make the job folder under a temporary name
 (``job.json``, ``params.json``, a size-capped snapshot of the workspace code,
 ``output/``, ``job.sh``) -> rename it into place -> submit -> record it.
 
@@ -148,11 +148,32 @@ class JobService:
     def availability(self, profiles: dict[str, Profile] | None = None) -> dict[str, dict[str, str]]:
         """Per profile id: ``{"state": "free" | "queue" | "impossible", "reason": ...}``, as the backend sees it.
 
-        May wait on the scheduler (sinfo, cached): call it off the event loop.
+        The one rule of what a job may ask for: the job form greys out what is
+        impossible here, submissions (API, CLI, reruns) refuse it, and a job that
+        names no size never gets it. May wait on the scheduler (sinfo, cached).
         """
         profiles = self.profiles if profiles is None else profiles
         now = self.backend.availability(list(profiles.values()))
         return {profile_id: now.state(profile_id) for profile_id in profiles}
+
+    def default_profile(self, template: Template, availability: dict[str, dict] | None = None) -> tuple[str, str]:
+        """The size a job of ``template`` gets when it names none, and why, in words.
+
+        The template's default if it can run here, else the first size that can (as the
+        job form picks from the same ``availability``). When none can, the template's
+        default all the same: submitting it is then refused with the reason.
+        """
+        availability = self.availability() if availability is None else availability
+        runnable = [p for p, now in availability.items() if now["state"] != "impossible"]
+        wanted = template.default_profile if template.default_profile in availability else ""
+        if wanted in runnable:
+            return wanted, "the template's default"
+        if not runnable:
+            return wanted or next(iter(availability)), "no size can run here"
+        if not wanted:
+            return runnable[0], "the first size that can run here (the template names none)"
+        return runnable[0], (f"the first size that can run here; the template's default, {wanted}, cannot: "
+                             f"{availability[wanted]['reason']}")
 
     def template(self, template_id: Any, field: str = "template") -> Template:
         template = self.registry.templates.get(template_id) if isinstance(template_id, str) else None
@@ -220,14 +241,23 @@ class JobService:
         raise JobError(400, f"{where or 'params'}: {message}", field)
 
     def _choice(self, template: Template, profile: Any, hours: Any):
+        """The validated size and hours; a size the backend says can never run here is refused.
+
+        Where the backend cannot tell (sinfo failing, Kubernetes), nothing is impossible
+        and the scheduler has the last word.
+        """
         profiles = self.profiles
+        availability = self.availability(profiles)
         if profile is None:
-            profile = template.default_profile if template.default_profile in profiles else None
-            profile = profile or os.environ.get("CLUSTERLAB_PROFILE") or next(iter(profiles))
+            profile, _ = self.default_profile(template, availability)
         try:
-            return validate_user_options({"profile": profile, "hours": hours}, profiles)
+            choice = validate_user_options({"profile": profile, "hours": hours}, profiles)
         except OptionsError as e:
             raise JobError(400, e.message, e.field or "profile") from None
+        now = availability[choice.profile.id]
+        if now["state"] == "impossible":
+            raise JobError(400, f"{choice.profile.id} cannot run here: {now['reason']}", "profile")
+        return choice
 
     # ----- creating a job ---------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from clusterlab_server import cli
 from clusterlab_server.registry import Template
 from clusterlab_server.service import JobError, JobService, Settings
 from clusterlab_server.store import JobStore
-from test_jobs_service import PROFILES, REPO, make_workspace
+from test_jobs_service import PROFILES, REPO, make_sized_template, make_workspace
 
 CLUSTERLAB = Path(sys.executable).with_name("clusterlab")
 CANARY = Path("/tmp/clusterlab-cli-canary")
@@ -37,21 +37,25 @@ class Site:
         # the store made first: processes that all find no store race to make its table (store.py)
         JobStore(self.jobs_root / "jobs.sqlite").engine.dispose()
         (root / "home").mkdir()
+        # no GPU granted here, whatever the machine has
         self.env = {k: v for k, v in os.environ.items()
-                    if not k.startswith(("CLUSTERLAB_", "SLURM_", "JUPYTERHUB_"))}
+                    if not k.startswith(("CLUSTERLAB_", "SLURM_", "JUPYTERHUB_")) and k != "CUDA_VISIBLE_DEVICES"}
         self.env["HOME"] = str(root / "home")
         self.base = [str(CLUSTERLAB), "--jobs-root", str(self.jobs_root), "--workspace", str(self.workspace),
-                     "--profiles", str(PROFILES), "--backend", "local", "--templates", str(REPO / "templates")]
+                     "--profiles", str(PROFILES), "--backend", "local", "--templates", str(REPO / "templates"),
+                     "--templates", str(make_sized_template(root, "gpu-1"))]
         self.started: dict[str, tuple[list[str], subprocess.Popen]] = {}
         self.results: dict[str, subprocess.CompletedProcess] = {}
 
-    def start(self, *args: str) -> subprocess.Popen:
+    def start(self, *args: str, cores: set[int] | None = None) -> subprocess.Popen:
+        """``cores``: the CPU affinity the command gets, as the hub's local pool gives a server its cores."""
         return subprocess.Popen([*self.base, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                stdin=subprocess.DEVNULL, text=True, env=self.env, cwd=self.root)
+                                stdin=subprocess.DEVNULL, text=True, env=self.env, cwd=self.root,
+                                preexec_fn=(lambda: os.sched_setaffinity(0, cores)) if cores else None)
 
-    def launch(self, key: str, *args: str) -> None:
+    def launch(self, key: str, *args: str, cores: set[int] | None = None) -> None:
         """Start a command now; ``result(key)`` waits for it."""
-        self.started[key] = (list(args), self.start(*args))
+        self.started[key] = (list(args), self.start(*args, cores=cores))
 
     def result(self, key: str) -> subprocess.CompletedProcess:
         if key not in self.results:
@@ -101,6 +105,10 @@ def site(tmp_path_factory):
     site.launch("outside", *REFUSED, "-p", "script=/etc/passwd")
     site.launch("usage", *REFUSED, "-p", "script")
     site.launch("no job", "logs", "20000101-000000-000000")
+    site.launch("no gpu", *REFUSED, "-p", "script=src/hello.py", "--profile", "gpu-4")
+    site.launch("one core", *REFUSED, "-p", "script=src/hello.py", "--profile", "cpu-large",
+                cores={min(os.sched_getaffinity(0))})
+    site.launch("picked", "submit", "sized-script", "--name", "picked", "-p", "script=src/hello.py", "--json")
     yield site
     site.close()
 
@@ -140,6 +148,15 @@ def test_submit_follow_prints_the_id_and_the_log(site, hello):
     assert (site.jobs_root / hello / "job.json").exists()
     assert "hello from ['a', 'b']" in result.stdout
     assert f"job {hello} completed (exit code 0)" in result.stderr
+    assert "clusterlab: size cpu-small: the template's default\n" in result.stderr  # no --profile: it says which
+
+
+def test_without_profile_a_default_that_cannot_run_here_gives_way_to_the_first_that_can(site):
+    result = site.result("picked")  # sized-script's default is gpu-1, and no GPU is granted here
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["profile"] == "cpu-small"
+    assert result.stderr == ("clusterlab: size cpu-small: the first size that can run here; the template's "
+                             "default, gpu-1, cannot: needs 1 GPU; this server was granted none\n")
 
 
 def test_jobs_and_logs_show_the_job(site, hello):
@@ -158,18 +175,21 @@ def test_bad_input_exits_2_unknown_ids_3_and_nothing_is_made(site):
         "outside": (2, "clusterlab: error: params.script: /etc/passwd is outside your workspace"),
         "usage": (2, "expected KEY=VALUE"),
         "no job": (3, "clusterlab: error: id: no job"),
+        "no gpu": (2, "clusterlab: error: profile: gpu-4 cannot run here: needs 4 GPUs; this server was granted none"),
+        "one core": (2, "clusterlab: error: profile: cpu-large cannot run here: needs 8 cores; "
+                        "this server was granted 1"),
     }
     for key, (code, text) in expected.items():
         result = site.result(key)
         assert (result.returncode, result.stdout) == (code, ""), (key, result.stderr)
         assert text in result.stderr and "Traceback" not in result.stderr, (key, result.stderr)
     # the accepted ones (and the rerun, if the hello fixture started it) have made their folders by now
-    for key in ("hello", "sleepy", "meta", "rerun"):
+    for key in ("hello", "sleepy", "meta", "rerun", "picked"):
         if key in site.started:
             site.result(key)
     names = {json.loads((folder / "job.json").read_text())["name"] for folder in site.jobs_root.iterdir()
              if folder.is_dir()}
-    assert names <= {"hello_cli", "sleepy", "meta", "hello_again"}  # no folder, staged or not, for a refusal
+    assert names <= {"hello_cli", "sleepy", "meta", "hello_again", "picked"}  # no folder, staged or not, for a refusal
 
 
 def test_cancel_a_running_job_then_again(site):

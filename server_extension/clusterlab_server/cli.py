@@ -332,11 +332,17 @@ def cmd_submit(service: JobService, args) -> int:
     request: dict[str, Any] = {
         "template": args.template, "name": args.name, "params": convert_params(args.param, template),
     }
+    picked = ""
     if args.profile is not None:
         request["profile"] = args.profile
+    elif template is not None:  # the service's pick, said: the size sets the job's cores and GPUs
+        request["profile"], why = service.default_profile(template)
+        picked = f"clusterlab: size {request['profile']}: {why}\n"
     if args.hours is not None:
         request["hours"] = args.hours
-    return submitted(service, service.submit(request), args)
+    job = service.submit(request)
+    sys.stderr.write(picked)
+    return submitted(service, job, args)
 
 
 def cmd_rerun(service: JobService, args) -> int:
@@ -459,7 +465,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("template", metavar="TEMPLATE", help="the template id (see: clusterlab templates)")
     sub.add_argument("--name", required=True, help="the job's name: letters, digits and underscores")
     param_option(sub)
-    sub.add_argument("--profile", help="the instance size (default: the template's, else the first)")
+    sub.add_argument("--profile", help="the instance size (default: the template's if it can run here, "
+                                       "else the first that can; said on stderr)")
     sub.add_argument("--hours", type=float, help="the wall time in hours (default: the size's)")
     follow_option(sub)
     json_option(sub)

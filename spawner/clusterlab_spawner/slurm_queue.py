@@ -51,6 +51,7 @@ REASONS = {
     "ReqNodeNotAvail": "the nodes it needs are not available (down, drained or reserved)",
     "PartitionTimeLimit": "its wall time is longer than the partition allows",
     "PartitionNodeLimit": "it asks for more nodes than the partition allows",
+    "PartitionConfig": "it asks for more cores, memory or GPUs than the partition's nodes have",
     "PartitionDown": "the partition is down",
     "PartitionInactive": "the partition is inactive",
     "NodeDown": "a node it needs is down",

@@ -370,6 +370,19 @@ def test_a_jupyterlab_on_slurm_submits_its_users_jobs_to_slurm_as_that_user(hub)
     Path("/home/alice/hello_job.py").write_text("import os\nprint('job as', os.environ['USER'], flush=True)\n")
     alice = hub.api(hub.tokens["alice"])
     jobs = f"{hub.url}/user/alice/clusterlab/api/jobs"
+
+    # a size no node could ever run: refused before Slurm is asked, as the form (GET profiles) says
+    before = alice.get(jobs).json()["total"]
+    huge = alice.post(jobs, json={"template": "python-script", "name": "huge",
+                                  "params": {"script": "hello_job.py"}, "profile": "gpu-8"})
+    assert huge.status_code == 400 and huge.json()["field"] == "profile", huge.text
+    never = "needs 1 core · 1 GB · 8 GPUs; the largest node of partition gpu has "
+    assert huge.json()["error"].startswith(f"gpu-8 cannot run here: {never}")
+    sizes = alice.get(f"{hub.url}/user/alice/clusterlab/api/profiles").json()["profiles"]
+    assert next(p for p in sizes if p["id"] == "gpu-8")["availability"]["reason"].startswith(never)
+    assert alice.get(jobs).json()["total"] == before
+    assert "clusterlab-alice-huge" not in [j["name"] for j in squeue("alice")]
+
     response = alice.post(jobs, json={"template": "python-script", "name": "from_lab",
                                       "params": {"script": "hello_job.py"}, "profile": "cpu-1"})
     assert response.status_code == 201, response.text

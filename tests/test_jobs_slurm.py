@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from clusterlab_server import cli
 from clusterlab_server.service import JobService, Settings
+from slurm_commands import calls, counting_bin
 from test_hub_slurm import scontrol_job
-from test_jobs_service import PROFILES, REPO, make_workspace
+from test_jobs_service import PROFILES, REPO, make_sized_template, make_workspace
 
 pytestmark = pytest.mark.slurm
 
@@ -94,5 +97,45 @@ def test_a_scheduler_outage_changes_no_status(service, tmp_path):
         service.backend.bin_dir = str(tmp_path / "no-slurm-here")  # every squeue fails
         assert service.refresh() == 0
         assert service.get(job.id).status == before
+    finally:
+        subprocess.run(["scancel", job.scheduler_id], check=False)
+
+
+def job_folders(service) -> list[str]:
+    return [p.name for p in service.settings.jobs_root.iterdir() if not p.name.startswith("jobs.sqlite")]
+
+
+def test_the_cli_refuses_a_size_no_node_could_ever_run_and_picks_one_that_can(service, tmp_path, capsys):
+    """gpu-4 (16 cores, 4 GPUs) fits no node of the test Slurm, so sinfo says impossible; cpu-small fits."""
+    settings = service.settings
+    base = ["--jobs-root", str(settings.jobs_root), "--workspace", str(settings.workspace), "--profiles",
+            str(PROFILES), "--backend", "slurm", "--templates", str(make_sized_template(tmp_path, "gpu-4"))]
+    hello = ["--name", "sized", "-p", "script=src/hello.py"]
+    assert cli.main([*base, "submit", "python-script", *hello, "--profile", "gpu-4"]) == 2
+    never = "gpu-4 cannot run here: needs 16 cores · 64 GB · 4 GPUs; the largest node of partition gpu has "
+    assert capsys.readouterr().err.startswith(f"clusterlab: error: profile: {never}")
+    assert service.store.list()[1] == 0 and job_folders(service) == []
+
+    assert cli.main([*base, "submit", "sized-script", *hello, "--json"]) == 0  # its default is gpu-4
+    out, err = capsys.readouterr()
+    job = json.loads(out)
+    assert (job["profile"], job["backend"]) == ("cpu-small", "slurm")
+    assert scontrol_job(job["scheduler_id"])["NumCPUs"] == "1"
+    assert err.startswith("clusterlab: size cpu-small: the first size that can run here; the template's default, "
+                          "gpu-4, cannot: needs 16 cores")
+    assert wait_status(service, job["id"], ("completed", "failed")).status == "completed"
+
+
+def test_without_sinfo_nothing_is_refused_beforehand_and_slurm_answers(service, tmp_path):
+    commands = counting_bin(tmp_path / "bin")
+    (commands / "sinfo").write_text(f"#!/bin/sh\necho sinfo >> {commands / 'calls.log'}\n"
+                                    "echo 'sinfo: Unable to contact slurm controller' >&2\nexit 1\n")
+    service.backend.bin_dir = str(commands)
+    job = service.submit({"template": "python-script", "name": "huge", "params": {"script": "src/hello.py"},
+                          "profile": "gpu-4"})
+    try:
+        assert calls(commands, "sbatch") == 1 and calls(commands, "sinfo") == 1
+        queued = wait_status(service, job.id, ("queued",))
+        assert queued.reason == "it asks for more cores, memory or GPUs than the partition's nodes have"
     finally:
         subprocess.run(["scancel", job.scheduler_id], check=False)

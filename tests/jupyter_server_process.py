@@ -59,7 +59,9 @@ class JupyterServer:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CLUSTERLAB_", "JUPYTER", "JPY_", "SLURM_"))}
         env.update(HOME=str(self.root), CLUSTERLAB_SITE_TEMPLATES=str(self.root / "site-templates"))
         self.log = open(self.root / "server.log", "ab")
-        self.proc = subprocess.Popen(argv, cwd=self.workspace, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        # no terminal on stdin, as under a hub (with one, jupyter server asks before it stops on SIGINT)
+        self.proc = subprocess.Popen(argv, cwd=self.workspace, env=env, stdin=subprocess.DEVNULL, stdout=self.log,
+                                     stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

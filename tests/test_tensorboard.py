@@ -9,9 +9,13 @@ of them, then both, and the tests read its data through the server's
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urljoin, urlsplit
 
 import psutil
 import pytest
@@ -107,6 +111,18 @@ def run(job: dict) -> str:
     return f"{job['name']}-{job['id']}"
 
 
+def workdir(state: dict) -> Path:
+    """TensorBoard's folder of links and log in the temp folder (it runs in it)."""
+    return Path(os.readlink(f"/proc/{state['pid']}/cwd"))
+
+
+def removed(path: Path, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while path.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not path.exists()
+
+
 def test_installing_jupyter_server_proxy_enables_it():
     enabled = Path(sys.prefix) / "etc" / "jupyter" / "jupyter_server_config.d" / "jupyter-server-proxy.json"
     assert json.loads(enabled.read_text())["ServerApp"]["jpserver_extensions"]["jupyter_server_proxy"] is True
@@ -140,6 +156,24 @@ def test_one_job_then_both_through_the_proxy(server, jobs):
     status, every = tensorboard(server, "POST", {})  # no jobs named: all of them
     assert status == 200 and set(every["jobs"]) == {a["id"], b["id"]}
     assert set(scalar_tags(server, every["url"], {run(a), run(b)})) == {run(a), run(b)}
+
+
+def test_the_page_fonts_load_under_its_prefix(server, jobs):
+    """TensorBoard's page names its fonts ``url(/font-roboto/…)``, from the site's root: behind the
+    proxy that is the hub's, which answers 404 (four ``/hub/font-roboto/*.woff2`` per load). The page
+    we serve names them relative to itself, as a browser resolves them, under TensorBoard's prefix."""
+    status, state = tensorboard(server, "POST", {"jobs": [jobs["a"]["id"]]})
+    assert status == 200
+    page_url = f"{server.url}{state['url']}"
+    page = proxied(server, state["url"])
+    assert page.status_code == 200
+    fonts = set(re.findall(r"url\(['\"]?([^'\")]+\.woff2)", page.text))
+    assert len(fonts) >= 4, "TensorBoard's page names no fonts any more: update this test"
+    for font in sorted(fonts):
+        url = urljoin(page_url, font)
+        assert urlsplit(url).path.startswith(state["url"]), f"{font} resolves outside TensorBoard: {url}"
+        response = requests.get(url, headers=server.headers, timeout=10, allow_redirects=False)
+        assert response.status_code == 200 and response.content, (font, response.status_code)
 
 
 def test_unknown_jobs_and_bad_bodies_are_refused(server, jobs):
@@ -178,9 +212,12 @@ def test_only_the_owner_gets_through(server, jobs, tmp_path):
 def test_delete_stops_it(server, jobs):
     status, state = tensorboard(server, "POST", {"jobs": [jobs["b"]["id"]]})
     assert status == 200 and psutil.pid_exists(state["pid"])
+    folder = workdir(state)
+    assert folder.name.startswith("clusterlab-tensorboard-") and (folder / "runs").is_dir()
     status, stopped = tensorboard(server, "DELETE")
     assert status == 200 and stopped["running"] is False and stopped["pid"] is None
     assert gone(state["pid"], timeout=1)
+    assert not folder.exists(), "a stopped TensorBoard left its folder in the temp folder"
     assert tensorboard(server, "GET")[1]["running"] is False
     assert tensorboard(server, "DELETE")[0] == 200  # stopping a stopped one is no error
 
@@ -190,6 +227,7 @@ def test_idle_stop_and_stop_with_the_server(tmp_path, server):
     try:
         status, state = tensorboard(other, "POST")  # no jobs at all yet: an empty TensorBoard
         assert status == 200 and state["running"] and state["jobs"] == [] and state["idle_timeout"] == 2
+        folder = workdir(state)
         # another user's token (this second server's) does not open the first one's TensorBoard
         _, mine = tensorboard(server, "POST")
         assert proxied(server, mine["url"], "data/runs", headers=other.headers).status_code in (302, 403)
@@ -206,10 +244,29 @@ def test_idle_stop_and_stop_with_the_server(tmp_path, server):
             assert time.monotonic() < deadline, "an idle TensorBoard was not stopped"
             time.sleep(0.2)
         assert gone(state["pid"], timeout=1)
+        assert removed(folder), "an idle-stopped TensorBoard left its folder"
 
         _, again = tensorboard(other, "POST")
         assert again["running"] and again["pid"] != state["pid"]
+        folder = workdir(again)
     finally:
         other.stop()
     assert gone(again["pid"], timeout=1), "TensorBoard outlived its server"
+    assert not folder.exists(), "TensorBoard's folder outlived its server"
     assert "Traceback" not in other.log_text()
+
+
+def test_a_server_ended_without_its_cleanup_leaves_no_folder(tmp_path):
+    """SIGINT ends a jupyter server whose stdin is no terminal at once (KeyboardInterrupt), without
+    stopping its extensions: TensorBoard goes with it (the parent-death signal), its folder at exit."""
+    other = make_server(tmp_path)
+    try:
+        status, state = tensorboard(other, "POST")
+        assert status == 200
+        folder = workdir(state)
+        other.proc.send_signal(signal.SIGINT)
+        other.proc.wait(timeout=30)
+    finally:
+        other.stop()
+    assert gone(state["pid"]), "TensorBoard outlived its interrupted server"
+    assert removed(folder, timeout=1), "an interrupted server left TensorBoard's folder"

@@ -18,6 +18,9 @@ symbolic links, one link per chosen job to its ``output/tensorboard`` folder
 (``--logdir_spec`` would name them ``<name>/.`` and splits its value on commas
 and colons, which a path may hold). A job that has not written its folder
 yet is a dangling link; TensorBoard picks the folder up when it appears.
+That folder (with TensorBoard's log) is made in the temp folder for each
+TensorBoard and removed when it stops, when the server stops, and at the
+server process's exit if it ends without stopping its extensions.
 
 Use is seen two ways: a POST of the API (the panel opening, or re-posting as
 a keep-alive) and proxied traffic. The proxy opens a new connection to
@@ -30,6 +33,7 @@ there at the previous look, or one open now, is use.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import importlib.util
 import json
 import logging
@@ -52,9 +56,9 @@ from tornado.httpclient import AsyncHTTPClient
 from .service import JobError, JobService
 
 MAX_JOBS = 1000
-# TensorBoard's entry point, with its arguments read from standard input, not argv
-LAUNCHER = ("import json, sys; sys.argv = ['tensorboard', *json.loads(sys.stdin.readline())]; "
-            "sys.stdin.close(); from tensorboard.main import run_main; run_main()")
+# TensorBoard's entry point, with its arguments read from standard input, not argv, and its
+# page's fonts named relative to the page (see tensorboard_launch)
+LAUNCHER = "from clusterlab_server.tensorboard_launch import main; main()"
 STOP_SECONDS = 5
 
 try:  # Linux: TensorBoard gets SIGTERM when the server dies without cleaning up (SIGKILL)
@@ -121,7 +125,8 @@ class TensorBoardManager:
         self.selection: frozenset | None = None  # the jobs asked for; None: all of them
         self.jobs: list = []
         self.last_used = 0.0
-        self._workdir: Path | None = None
+        self._workdir: Path | None = None  # in the temp folder, while a TensorBoard runs or starts
+        self._removed_at_exit = False
         self._seen: set = set()
         self._watcher: asyncio.Task | None = None
         self._lock = asyncio.Lock()
@@ -208,9 +213,19 @@ class TensorBoardManager:
             return self.status()
 
     async def _start(self, selection: frozenset | None) -> None:
-        if self._workdir is None or not self._workdir.is_dir():  # (a tmp cleaner may have had it)
-            self._workdir = Path(tempfile.mkdtemp(prefix="clusterlab-tensorboard-"))
-        shutil.rmtree(self._workdir / "runs", ignore_errors=True)  # links only: never their targets
+        # a folder of its own for each TensorBoard, gone when it stops (see _remove_workdir)
+        self._remove_workdir()
+        self._workdir = Path(tempfile.mkdtemp(prefix="clusterlab-tensorboard-"))
+        if not self._removed_at_exit:  # also when the server ends without stopping its extensions
+            atexit.register(self._remove_workdir)
+            self._removed_at_exit = True
+        try:
+            await self._start_in_workdir(selection)
+        except BaseException:
+            self._remove_workdir()
+            raise
+
+    async def _start_in_workdir(self, selection: frozenset | None) -> None:
         jobs = self._jobs_for(selection)
         self._link(jobs)
         port, prefix = free_port(), secrets.token_hex(16)
@@ -278,6 +293,13 @@ class TensorBoardManager:
         if proc is not None:
             self.log.info("ClusterLab: stopping TensorBoard (pid %d)", proc.pid)
             await self._end(proc)
+        self._remove_workdir()
+
+    def _remove_workdir(self) -> None:
+        """Remove TensorBoard's folder of links and its log (never what the links point to)."""
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
 
     @staticmethod
     async def _end(proc: subprocess.Popen) -> None:
@@ -291,11 +313,8 @@ class TensorBoardManager:
                 proc.wait()
 
     async def shutdown(self) -> None:
-        """With the server: stop TensorBoard and remove its folder of links and its log."""
+        """With the server: stop TensorBoard (which removes its folder of links and its log)."""
         await self.stop()
-        if self._workdir is not None:
-            shutil.rmtree(self._workdir, ignore_errors=True)
-            self._workdir = None
 
     # ----- use -----------------------------------------------------------------------------
 

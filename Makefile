@@ -6,6 +6,8 @@ PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo pyth
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
+# pip's progress bars and spinners on a terminal; in a log (CI), one plain line per step
+PIP_INSTALL = $(BIN)/python -m pip install --progress-bar $$(test -t 1 && echo on || echo off)
 
 .PHONY: run test setup slurm clean
 
@@ -16,13 +18,17 @@ setup: $(VENV)/.installed node_modules/.installed
 LABEXTENSION_SOURCES := $(wildcard labextension/src/* labextension/style/* labextension/schema/*) \
 	labextension/package.json labextension/yarn.lock
 $(VENV)/.installed: pyproject.toml $(LABEXTENSION_SOURCES)
+	@echo "==> Installing ClusterLab's Python packages into $(VENV): JupyterHub, JupyterLab, PyTorch, TensorBoard..."
+	@echo "    (a few minutes on a first run; pip names each package as it goes, then builds the lab extension)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { echo "installing python3-venv (Debian)"; apt-get install -y -q python3-venv && $(PYTHON) -m venv $(VENV); }
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,ai]'
+	$(PIP_INSTALL) --quiet --upgrade pip
+	$(PIP_INSTALL) -e '.[test,ai]'
+	@echo "==> $(VENV) is ready"
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	@echo "==> Installing the Node tools into node_modules: configurable-http-proxy (the hub's proxy), axe-core (browser tests)..."
+	npm ci --no-audit --no-fund
 	touch $@
 
 run: setup
@@ -38,7 +44,8 @@ slurm: $(VENV)/.ansible
 	ANSIBLE_CONFIG=ansible/ansible.cfg $(BIN)/ansible-playbook -i ansible/inventories/all-in-one ansible/site.yml
 
 $(VENV)/.ansible: ansible/requirements.txt $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet -r ansible/requirements.txt
+	@echo "==> Installing Ansible into $(VENV)..."
+	$(PIP_INSTALL) -r ansible/requirements.txt
 	touch $@
 
 clean:

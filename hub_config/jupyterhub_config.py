@@ -45,6 +45,7 @@ import sys
 from pathlib import Path
 
 from clusterlab_spawner.accounts import hub_account, shared_account_notice, warn_if_unreachable_by_users
+from clusterlab_spawner.auth import TEMPLATES as HUB_TEMPLATES
 from clusterlab_spawner.local import parse_gpu_list
 from clusterlab_spawner.profiles import load_profiles
 
@@ -76,6 +77,8 @@ c.ConfigurableHTTPProxy.pid_file = str(DATA / "hub" / "proxy.pid")
 c.JupyterHub.db_url = f"sqlite:///{DATA / 'hub' / 'jupyterhub.sqlite'}"
 c.JupyterHub.cookie_secret_file = str(DATA / "hub" / "jupyterhub_cookie_secret")
 c.JupyterHub.pid_file = str(DATA / "hub" / "jupyterhub.pid")
+# ClusterLab's page.html first: its name on every hub page, and colours and labels that pass WCAG 2.1 AA
+c.JupyterHub.template_paths = [str(HUB_TEMPLATES)]
 # Servers outlive a restart of the hub: it finds them again from its database.
 c.JupyterHub.cleanup_servers = False
 

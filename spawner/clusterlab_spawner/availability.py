@@ -27,6 +27,9 @@ class Availability:
     blocked: dict[str, str] = dataclasses.field(default_factory=dict)
     # per profile id: why it can never start here (larger than any machine or node)
     impossible: dict[str, str] = dataclasses.field(default_factory=dict)
+    # per profile id: what to know about a size that can start (the hub's local
+    # spawner gives one larger than the machine the whole machine, say)
+    notes: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def state(self, profile_id: str) -> dict[str, str]:
         """``{"state": "free" | "queue" | "impossible", "reason": ...}`` ('' reason when free)."""
@@ -34,7 +37,7 @@ class Availability:
             return {"state": "impossible", "reason": self.impossible[profile_id]}
         if profile_id in self.blocked:
             return {"state": "queue", "reason": self.blocked[profile_id]}
-        return {"state": "free", "reason": ""}
+        return {"state": "free", "reason": self.notes.get(profile_id, "")}
 
 
 def availability_from_nodes(nodes: list[NodeFree], profiles: Iterable[Profile]) -> Availability:

@@ -168,17 +168,29 @@ class LocalClusterSpawner(ClusterSpawner, LocalProcessSpawner):
     def availability(self) -> Availability:
         free_gpus = len(self.gpu_pool.free())
         free_cpus = len(self.cpu_pool.free())
-        blocked, impossible = {}, {}
+        blocked, impossible, notes = {}, {}, {}
+        machine_cpus = len(self.cpu_ids)
         for profile in self.profiles.values():
+            cores = min(profile.cpus, machine_cpus)  # what reserve() pins
             if profile.gpus > len(self.gpu_ids):
                 impossible[profile.id] = (
                     f"needs {profile.gpus} GPU(s); this machine has {len(self.gpu_ids)}"
                 )
             elif profile.gpus > free_gpus:
                 blocked[profile.id] = f"needs {profile.gpus} GPU(s); {free_gpus} free now"
-            elif not self.oversubscribe_cpus and min(profile.cpus, len(self.cpu_ids)) > free_cpus:
+            elif not self.oversubscribe_cpus and cores > free_cpus:
                 blocked[profile.id] = f"needs {profile.cpus} cores; {free_cpus} free now"
-        return Availability(free_cpus, len(self.cpu_ids), free_gpus, len(self.gpu_ids), blocked, impossible)
+            else:
+                # what it really gets: a size larger than the machine gets the machine
+                said = []
+                if profile.cpus > machine_cpus:
+                    said.append(f"gets {cores} of the {profile.cpus} cores it asks for "
+                                f"(this machine has {machine_cpus})")
+                if cores > free_cpus:
+                    said.append(f"shares cores with running servers ({free_cpus} free)")
+                if said:
+                    notes[profile.id] = "; ".join(said)
+        return Availability(free_cpus, machine_cpus, free_gpus, len(self.gpu_ids), blocked, impossible, notes)
 
     def reserve(self, choice: Choice) -> None:
         try:

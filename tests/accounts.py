@@ -72,6 +72,14 @@ def remove_created() -> None:
             continue
         if shutil.which("scancel"):
             subprocess.run(["scancel", f"--user={name}"], capture_output=True, check=False)
+        # a chance to stop as the hub stops them (a server's SIGTERM: its kernels, its TensorBoard and that
+        # one's folder in the shared temp folder, which outlives the account), then whatever is left
+        subprocess.run(["pkill", "-TERM", "-u", name], capture_output=True)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if subprocess.run(["pgrep", "-u", name], capture_output=True).returncode != 0:
+                break
+            time.sleep(0.1)
         for _ in range(50):  # jobs and servers it left, and their children
             if subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True).returncode != 0:
                 break

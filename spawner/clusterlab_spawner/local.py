@@ -31,6 +31,7 @@ import pwd
 import re
 import resource
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -261,6 +262,27 @@ class LocalClusterSpawner(ClusterSpawner, LocalProcessSpawner):
         self.pid_create_time = psutil.Process(self.pid).create_time()
         self.deadline = time.time() + self.limits["deadline_seconds"]
         return url
+
+    async def stop(self, now=False):
+        """SIGTERM, then SIGKILL after ``term_timeout``; not JupyterHub's SIGINT first.
+
+        jupyter server takes SIGINT as "stop" only with a terminal on its stdin.
+        Without one (a hub in the background, under systemd, in the tests) SIGINT
+        ends it at once and skips its shutdown: kernels, and extensions such as
+        ClusterLab's TensorBoard, which left its folder in the temp folder.
+        SIGTERM always runs that shutdown.
+        """
+        if now:
+            return await super().stop(now=True)  # JupyterHub's own: SIGTERM, then SIGKILL
+        if await self.poll() is not None:
+            return
+        self.log.debug("Terminating %i", self.pid)
+        await self._signal(signal.SIGTERM)
+        if await self.wait_for_death(self.term_timeout):
+            return
+        self.log.warning("%s did not stop in %d s of SIGTERM; killing it", self._log_name, self.term_timeout)
+        await self._signal(signal.SIGKILL)
+        await self.wait_for_death(self.kill_timeout)
 
     # ----- state across hub restarts ----------------------------------------------------
 

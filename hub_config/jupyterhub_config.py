@@ -41,6 +41,7 @@
 #                              on slurm, /etc/clusterlab/profiles.yaml if `make slurm` wrote it)
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -164,6 +165,13 @@ if BACKEND == "kubernetes":
     c.KubeClusterSpawner.storage_capacity = "10Gi"  # each user's home volume, made on first start
 
 # --- idle culling ---------------------------------------------------------------
+# JupyterHub stops its services with SIGINT and gives them 30 s before SIGTERM.
+# Started where SIGINT is ignored (`make run &` in a script, some IDE and CI
+# runners), the hub would hand that on to the culler, and every stop would wait
+# the whole 30 s. The hub catches SIGINT itself once it runs; what it starts
+# gets the default back.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 IDLE_TIMEOUT = int(os.environ.get("CLUSTERLAB_IDLE_TIMEOUT", "3600"))
 c.JupyterHub.services = [
     {

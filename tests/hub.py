@@ -99,15 +99,17 @@ class Hub:
         """Where the user's server starts: their account's home, or their folder of the data dir."""
         return accounts.home_of(username) if self.maps_accounts else self.data_dir / "users" / username
 
-    def start(self, timeout: float = 60) -> "Hub":
+    def start(self, timeout: float = 60, argv: list[str] | None = None, **popen) -> "Hub":
+        """Start the hub (``argv``: another command that starts it, such as ``make run``; ``popen``: for Popen)."""
         self.account_for("admin")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "jupyterhub"), "-f", str(self.config)],
+            argv or [str(Path(sys.executable).parent / "jupyterhub"), "-f", str(self.config)],
             cwd=self.data_dir, env=self.env, stdout=log, stderr=subprocess.STDOUT,
             **(dict(user=self.run_as, group=pwd.getpwnam(self.run_as).pw_gid, extra_groups=[])
                if self.run_as else {}),
+            **popen,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -27,7 +27,7 @@ $(VENV)/.installed: pyproject.toml $(LABEXTENSION_SOURCES)
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
-	@echo "==> Installing the Node tools into node_modules: configurable-http-proxy (the hub's proxy), axe-core (browser tests)..."
+	@echo "==> Installing Node tools into node_modules: configurable-http-proxy (the hub's proxy), axe-core (browser tests)..."
 	npm ci --no-audit --no-fund
 	touch $@
 

@@ -230,9 +230,14 @@ def test_without_a_size_the_templates_default_is_used_only_if_it_can_run(api, mo
     request = {"template": "sized-script", "name": "sized", "params": {"script": "src/hello.py"}}  # default: gpu-1
     status, job = api("POST", "jobs", body=request)
     assert status == 201 and job["profile"] == "cpu-small", job  # no GPU here: the first size that can run
+    # the job form's first choice is the same (it asks GET profiles?template=)
+    form = api("GET", "profiles", template="sized-script")[1]["default"]
+    assert form == {"id": "cpu-small", "why": "the first size that can run here; the template's default, gpu-1, "
+                                              "cannot: needs 1 GPU; this server was granted none"}
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
     status, on_gpu = api("POST", "jobs", body=request)
     assert status == 201 and on_gpu["profile"] == "gpu-1", on_gpu
+    assert api("GET", "profiles", template="sized-script")[1]["default"]["id"] == "gpu-1"
     wait_status(api, job["id"]), wait_status(api, on_gpu["id"])
 
     # a rerun keeps its size, or takes another, by the same rule

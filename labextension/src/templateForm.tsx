@@ -6,8 +6,8 @@
  */
 import { ReactWidget } from '@jupyterlab/ui-components';
 import { FormComponent } from '@jupyterlab/ui-components';
-import { IChangeEvent } from '@rjsf/core';
-import { ErrorSchema, RJSFSchema } from '@rjsf/utils';
+import { getDefaultRegistry, IChangeEvent } from '@rjsf/core';
+import { ErrorSchema, RegistryWidgetsType, RJSFSchema, WidgetProps } from '@rjsf/utils';
 import { customizeValidator } from '@rjsf/validator-ajv8';
 import * as React from 'react';
 
@@ -19,6 +19,40 @@ export const NAME_RULE_TEXT = 'letters, digits and underscores (A-Z, a-z, 0-9, _
 
 // `format: path` is checked by the server (inside your workspace, exists)
 const validator = customizeValidator({ customFormats: { path: () => true } });
+
+/**
+ * rjsf's input widgets, each with a <label for> that screen readers read.
+ *
+ * JupyterLab's FormComponent draws a field's label as an <h3> that is not tied
+ * to the input, so every input and select had no accessible name (axe-core:
+ * "label", "select-name"). Its field template is not exported, and a
+ * `templates` prop would replace all of JupyterLab's templates, so the fix is
+ * one level down: the widgets carry a visually hidden label of their own.
+ * Checkbox and radio widgets already draw theirs.
+ */
+const LABELLED_WIDGETS = ['TextWidget', 'SelectWidget', 'TextareaWidget', 'UpDownWidget', 'RangeWidget',
+  'PasswordWidget', 'EmailWidget', 'URLWidget', 'DateWidget', 'FileWidget'];
+
+function labelledWidgets(): RegistryWidgetsType {
+  const base = getDefaultRegistry().widgets;
+  const widgets: RegistryWidgetsType = {};
+  for (const name of LABELLED_WIDGETS) {
+    const Widget = base[name];
+    if (Widget) {
+      widgets[name] = (props: WidgetProps) => (
+        <>
+          <label htmlFor={props.id} className="jp-clusterlab-visually-hidden">
+            {props.label || props.schema.title || props.name}
+          </label>
+          <Widget {...props} />
+        </>
+      );
+    }
+  }
+  return widgets;
+}
+
+const WIDGETS = labelledWidgets();
 
 export interface IFormValues {
   name: string;
@@ -133,11 +167,12 @@ function TemplateForm(props: IProps): JSX.Element {
         <label htmlFor="clusterlab-job-name">Job name</label>
         <input
           id="clusterlab-job-name"
-          className="jp-mod-styled"
+          className="jp-mod-styled jp-clusterlab-name-input"
+          aria-describedby="clusterlab-job-name-help"
           value={values.name}
           onChange={e => update({ name: e.target.value })}
         />
-        <div className="jp-clusterlab-help">Use {NAME_RULE_TEXT}.</div>
+        <div className="jp-clusterlab-help" id="clusterlab-job-name-help">Use {NAME_RULE_TEXT}.</div>
         {(nameError || errors.name) && <div className="jp-clusterlab-error">{errors.name ?? nameError}</div>}
       </div>
 
@@ -182,7 +217,8 @@ function TemplateForm(props: IProps): JSX.Element {
         <label htmlFor="clusterlab-hours">Maximum hours</label>
         <input
           id="clusterlab-hours"
-          className="jp-mod-styled"
+          className="jp-mod-styled jp-clusterlab-hours-input"
+          aria-describedby="clusterlab-hours-help"
           type="number"
           min={0}
           step="any"
@@ -190,7 +226,7 @@ function TemplateForm(props: IProps): JSX.Element {
           value={Number.isFinite(values.hours) ? values.hours : ''}
           onChange={e => update({ hours: parseFloat(e.target.value) })}
         />
-        <div className="jp-clusterlab-help">The job is stopped after this long (at most {profile?.max_hours} h for this size).</div>
+        <div className="jp-clusterlab-help" id="clusterlab-hours-help">The job is stopped after this long (at most {profile?.max_hours} h for this size).</div>
         {(hoursError || errors.hours) && <div className="jp-clusterlab-error">{errors.hours ?? hoursError}</div>}
       </div>
 
@@ -205,6 +241,7 @@ function TemplateForm(props: IProps): JSX.Element {
           showErrorList={false}
           extraErrors={paramErrors}
           formContext={formContext}
+          widgets={WIDGETS}
           uiSchema={{ 'ui:submitButtonOptions': { norender: true } }}
         />
       </div>
@@ -247,7 +284,8 @@ export async function formOptions(
 ): Promise<{ template: ITemplate; profiles: IProfile[]; initial: IFormValues }> {
   const [template, answer] = await Promise.all([
     requestAPI<ITemplate>(`templates/${encodeURIComponent(templateId)}`),
-    requestAPI<{ profiles: IProfile[] }>('profiles')
+    // the server's default for this template: the same rule as the API's and the CLI's
+    requestAPI<{ profiles: IProfile[]; default: { id: string } }>(`profiles?template=${encodeURIComponent(templateId)}`)
   ]);
   const profiles = answer.profiles;
   const defaults: { [key: string]: any } = {};
@@ -256,9 +294,7 @@ export async function formOptions(
       defaults[key] = spec.default;
     }
   }
-  const usable = profiles.filter(p => p.availability?.state !== 'impossible');
-  const preferred =
-    usable.find(p => p.id === template.default_profile) ?? usable[0] ?? profiles[0];
+  const preferred = profiles.find(p => p.id === answer.default.id) ?? profiles[0];
   const initial: IFormValues = rerun
     ? { name: `${rerun.name}_rerun`.slice(0, 100), params: { ...rerun.params }, profile: rerun.profile, hours: rerun.hours }
     : { name: defaultJobName(template), params: defaults, profile: preferred?.id ?? '', hours: preferred?.default_hours ?? 1 };

@@ -97,7 +97,11 @@ class ProfilesHandler(ClusterLabHandler):
     @web.authenticated
     @json_errors
     async def get(self):
-        """The sizes, each with whether a job of it would start now, queue, or never start here."""
+        """The sizes, each with whether a job of it would start now, queue, or never start here.
+
+        With ``?template=<id>``, also ``default``: the size a job of it gets when it
+        names none (the job form's first choice, the API's and the CLI's default).
+        """
         sizes = self.service.profiles
         availability = await asyncio.to_thread(self.service.availability, sizes)
         profiles = [
@@ -106,7 +110,12 @@ class ProfilesHandler(ClusterLabHandler):
              "default_hours": p.default_hours, "summary": p.summary, "availability": availability[p.id]}
             for p in sizes.values()
         ]
-        self.reply({"profiles": profiles, "backend": self.service.backend.name})
+        answer = {"profiles": profiles, "backend": self.service.backend.name}
+        template_id = self.get_query_argument("template", None)
+        if template_id is not None:
+            default, why = self.service.default_profile(self.service.template(template_id), availability)
+            answer["default"] = {"id": default, "why": why}
+        self.reply(answer)
 
 
 class JobsHandler(ClusterLabHandler):

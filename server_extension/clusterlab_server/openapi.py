@@ -80,7 +80,7 @@ PROFILE = {
 JOB = {
     "type": "object",
     "required": ["id", "name", "template", "params", "profile", "hours", "status", "submit_time", "progress",
-                 "output_path"],
+                 "output_path", "tensorboard"],
     "properties": {
         "id": {"type": "string"},
         "name": {"type": "string"},
@@ -106,6 +106,7 @@ JOB = {
             "description": "the job's output folder relative to the server's root (for the file browser); "
                            "null when the jobs live outside it",
         },
+        "tensorboard": {"type": "boolean", "description": "whether it has written TensorBoard events"},
     },
 }
 
@@ -235,11 +236,15 @@ def openapi_document(base_url: str = "/") -> dict:
             }},
             "/profiles": {"get": {
                 "summary": "Instance sizes a job may ask for",
+                "parameters": [{"name": "template", "in": "query", "schema": {"type": "string"},
+                                "description": "also say which size a job of this template gets when it names none"}],
                 "responses": {"200": _json({
                     "type": "object", "required": ["profiles", "backend"],
                     "properties": {"profiles": {"type": "array", "items": PROFILE},
-                                   "backend": {"type": "string"}},
-                }, "sizes, each with whether a job of it starts now")},
+                                   "backend": {"type": "string"},
+                                   "default": {"type": "object", "required": ["id", "why"],
+                                               "properties": {"id": {"type": "string"}, "why": {"type": "string"}}}},
+                }, "sizes, each with whether a job of it starts now"), **_errors(400)},
             }},
             "/jobs": {
                 "get": {

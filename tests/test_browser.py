@@ -2,12 +2,19 @@
 against a real hub on `make run`'s configuration, once on the embedded default
 (local processes) and once on the real Slurm.
 
-log in -> pick a size on the spawn form -> JupyterLab -> launcher tile -> form
-with defaults -> a bad value shows its message (the browser's check and the
-server's) -> submit image-classification-train on demo data -> the jobs panel
-shows it progress and complete, with its chart -> its log -> cancel a second job
--> rerun pre-filled -> the output folder -> TensorBoard with the job's scalars.
+log in -> pick a size on the spawn form -> JupyterLab -> `clusterlab demo-data
+~/demo` typed in a terminal, as the README says -> launcher tile -> form with
+defaults -> a bad value shows its message (the browser's check and the server's)
+-> submit image-classification-train on the demo data -> the jobs panel shows it
+progress and complete, with its charts -> its log -> cancel a second job -> rerun
+pre-filled -> the output folder, in a browser of its own (new launchers still
+start where the user was) -> an inference job, with a long name, whose card
+fits the sidebar and offers no TensorBoard -> TensorBoard with the job's scalars.
 And a second user can neither open the first one's TensorBoard nor their jobs.
+
+axe-core checks ClusterLab's own screens (login, sign-up, spawn form, template
+form, Jobs panel) against WCAG 2.1 AA on the way; JupyterLab's own violations
+are out of scope, and written to axe-jupyterlab.txt beside the screenshots.
 
 Screenshots of each step: test-artifacts/browser/<backend>/ (git-ignored).
 """
@@ -15,12 +22,12 @@ Screenshots of each step: test-artifacts/browser/<backend>/ (git-ignored).
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import shutil
 import time
 from pathlib import Path
 
-import accounts
 import pytest
 import requests
 from hub import REPO, Hub
@@ -42,6 +49,10 @@ SIZE = {"local": "cpu-small", "slurm": "cpu-1"}
 FORM_DEFAULT_SIZE = {"local": "cpu-small", "slurm": "gpu-1"}
 SHOTS = REPO / "test-artifacts" / "browser"
 EPOCHS = 8
+AXE = REPO / "node_modules" / "axe-core" / "axe.min.js"
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+# a default-style name that is long: template, date, time and a note
+LONG_NAME = "image_classification_infer_20261201_195851_on_validation_images"
 
 
 @pytest.fixture(scope="module")
@@ -109,13 +120,59 @@ def log_in(page, hub: Hub, user: str) -> None:
     page.click("#login_submit")
 
 
-def write_demo_data(hub: Hub, user: str) -> None:
-    """`clusterlab demo-data ~/demo`, as the user would run it in a terminal."""
-    from clusterlab_server.demo_data import generate
+def demo_data_from_a_terminal(page, hub: Hub, user: str) -> None:
+    """The README's first step, typed into a JupyterLab terminal: `clusterlab demo-data ~/demo`."""
+    page.locator(".jp-LauncherCard[data-category='Other']").filter(has_text="Terminal").click()
+    terminal = page.locator(".jp-Terminal").last
+    terminal.wait_for()
+    page.wait_for_function("document.querySelector('.jp-Terminal .xterm-helper-textarea') !== null")
+    time.sleep(1)  # the shell's prompt
+    terminal.click()
+    page.keyboard.type("clusterlab demo-data ~/demo && touch ~/demo/.typed-in-a-terminal\n")
+    done = hub.home_of(user) / "demo" / ".typed-in-a-terminal"
+    deadline = time.monotonic() + 120
+    while not done.exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert done.exists(), "`clusterlab demo-data ~/demo` did not finish in a JupyterLab terminal"
+    assert (hub.home_of(user) / "demo" / "shapes" / "train").is_dir()
+    if hub.maps_accounts:  # the terminal runs as the user's own account
+        assert done.stat().st_uid == pwd.getpwnam(user).pw_uid
 
-    demo = hub.home_of(user) / "demo"
-    generate(demo)
-    accounts.give(user, demo)  # theirs, as if they had made it
+
+def new_launcher(page):
+    """A new Launcher tab, as the "+" button opens it; its folder is where new notebooks and terminals start."""
+    page.keyboard.press("Escape")
+    page.locator(".lm-DockPanel-tabBar .lm-TabBar-addButton").first.click()
+    launcher = page.locator(".jp-Launcher").last
+    launcher.wait_for()
+    return launcher
+
+
+def check_accessibility(page, where: str, include: list[str], steps: "Steps") -> None:
+    """axe-core's WCAG 2.1 AA rules over ``include`` (CSS selectors): no violation of ours."""
+    page.add_script_tag(path=str(AXE))
+    violations = page.evaluate(
+        """async ([include, tags]) => (await axe.run({include: include.map(s => [s])},
+               {runOnly: {type: 'tag', values: tags}})).violations.map(v => ({
+             id: v.id, impact: v.impact, help: v.help,
+             nodes: v.nodes.map(n => n.target.join(' ') + ': ' + n.failureSummary)}))""",
+        [include, AXE_TAGS])
+    report = "\n".join(f"{v['id']} ({v['impact']}): {v['help']}\n  " + "\n  ".join(v["nodes"][:5])
+                       for v in violations)
+    (steps.folder / f"axe-{where}.txt").write_text(report or "no violations\n")
+    assert not violations, f"axe-core finds WCAG 2.1 AA violations on {where}:\n{report}"
+
+
+def list_jupyterlab_violations(page, steps: "Steps") -> None:
+    """JupyterLab's own violations (out of scope), listed for the record beside the screenshots."""
+    page.add_script_tag(path=str(AXE))
+    violations = page.evaluate(
+        """async (tags) => (await axe.run(
+               {include: [['body']], exclude: [['.jp-clusterlab-jobs-panel'], ['.jp-clusterlab-form']]},
+               {runOnly: {type: 'tag', values: tags}})).violations.map(
+             v => `${v.id} (${v.impact}, ${v.nodes.length}): ${v.help}: ` +
+                  v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(', '))""", AXE_TAGS)
+    (steps.folder / "axe-jupyterlab.txt").write_text("\n".join(violations) + "\n" if violations else "no violations\n")
 
 
 def show_jobs_panel(page) -> None:
@@ -179,15 +236,25 @@ def test_the_used_by_flow_in_a_browser(lab_hub, chromium):
     page.set_default_timeout(60_000)
     steps = Steps(page, SHOTS / hub.backend)
     try:
+        # ----- the hub's pages as we ship them: named, and accessible ---------------------
+        for where in ("signup", "login"):
+            page.goto(f"{hub.url}/hub/{where}")
+            assert page.locator("#clusterlab-name").inner_text() == "ClusterLab"
+            assert page.title() == "ClusterLab"
+            check_accessibility(page, where, ["body"], steps)
+        eye = page.locator("#eye")
+        assert eye.get_attribute("aria-label") and eye.bounding_box()["width"] >= 24  # not an empty box
+        steps.shot("login")
+
         # ----- log in, choose a size, land in JupyterLab ---------------------------------
         log_in(page, hub, USER)
         page.wait_for_selector("#clusterlab-sizes")
+        check_accessibility(page, "spawn-form", ["body"], steps)
         steps.shot("spawn-form")
         page.check(f"#clusterlab-sizes input[name=profile][value={size}]")
         page.locator("#spawn_form [type=submit]").click()
         page.wait_for_url(f"**/user/{USER}/lab**", timeout=180_000)
         page.wait_for_selector(".jp-LauncherCard[data-category='Accelerated AI']")
-        write_demo_data(hub, USER)
         # the jobs panel refreshes every second (the setting is read at page load)
         settings = f"{hub.url}/user/{USER}/lab/api/settings/@clusterlab/labextension:plugin"
         answer = hub.api(hub.tokens[USER]).put(settings, json={"raw": '{"refreshInterval": 1}'})
@@ -195,9 +262,14 @@ def test_the_used_by_flow_in_a_browser(lab_hub, chromium):
         page.reload()
         tiles = page.locator(".jp-LauncherCard[data-category='Accelerated AI']")
         tiles.first.wait_for()
-        assert "Image classification (train)" in tiles.all_inner_texts()
+        # the tiles say what the templates' ids say: train and infer
+        assert {"Image classification (train)", "Image classification (infer)",
+                "Object detection (infer)"} <= set(tiles.all_inner_texts())
         assert "no GPU granted" in page.locator(".jp-clusterlab-gpu-status").inner_text()
         steps.shot("launcher")
+        demo_data_from_a_terminal(page, hub, USER)
+        steps.shot("terminal")
+        new_launcher(page)
 
         # ----- the form: defaults, a bad value, the server's word on a path ------------
         open_form(page, "Image classification (train)")
@@ -207,6 +279,10 @@ def test_the_used_by_flow_in_a_browser(lab_hub, chromium):
         assert "Passes over the training images" in form.inner_text()  # help text
         assert "letters, digits and underscores" in form.inner_text()  # the name rule
         assert form.locator(f"[data-profile={FORM_DEFAULT_SIZE[hub.backend]}] input").is_checked()
+        name_box = form.locator("#clusterlab-job-name")
+        assert name_box.input_value().startswith("image_classification_train_")
+        assert name_box.evaluate("e => e.scrollWidth <= e.clientWidth"), "the default job name does not fit its box"
+        check_accessibility(page, "template-form", [".jp-clusterlab-form"], steps)
         steps.shot("form-defaults")
         form.locator(f"[data-profile={size}] input").check()
         form.locator("#root_epochs").fill("0")
@@ -234,7 +310,16 @@ def test_the_used_by_flow_in_a_browser(lab_hub, chromium):
         card = job_card(page, train)
         assert {"loss", "accuracy"} <= set(card.locator("polyline").evaluate_all(
             "lines => lines.map(l => l.dataset.metric)")), "no metrics chart"
+        # loss and accuracy on charts of their own, each with ticks on both axes
+        for chart, metric in (("loss", "loss"), ("accuracy", "accuracy")):
+            plot = card.locator(f"svg[data-chart={chart}]")
+            assert plot.locator(f"[data-metric={metric}]").count() == 1
+            assert plot.locator("[data-axis=x] text").all_text_contents()[-1] == str(EPOCHS)
+            assert len(plot.locator("[data-axis=y] text").all_text_contents()) >= 2
         assert card.locator(".jp-clusterlab-elapsed").inner_text().endswith("s")
+        # the size it asked for, as the card says it: name, cores, memory, GPUs
+        assert card.locator(".jp-clusterlab-job-size").inner_text().startswith(
+            {"local": "CPU small: 1 core · 2 GB · no GPU", "slurm": "One core: 1 core · 1 GB · no GPU"}[hub.backend])
 
         # ----- the log --------------------------------------------------------------------
         card.locator("[data-action=log]").click()
@@ -267,13 +352,45 @@ def test_the_used_by_flow_in_a_browser(lab_hub, chromium):
         rerun_job = hub.api(hub.tokens[USER]).get(f"{hub.url}/user/{USER}/clusterlab/api/jobs/{again}").json()
         assert rerun_job["rerun_of"] == train and rerun_job["params"]["epochs"] == 1
 
-        # ----- the output folder in the file browser ----------------------------------
+        # ----- the output folder, in a browser of its own ----------------------------
         card.locator("[data-action=output]").click()
-        listing = page.locator(".jp-DirListing-content")
-        page.wait_for_function("[...document.querySelectorAll('.jp-DirListing-itemName')]"
+        output = page.locator(".jp-clusterlab-output").last
+        output.wait_for()
+        page.wait_for_function("[...document.querySelectorAll('.jp-clusterlab-output .jp-DirListing-itemName')]"
                                ".some(e => e.innerText.includes('metrics.jsonl'))")
-        assert "model.pt" in listing.inner_text()
+        assert "model.pt" in output.locator(".jp-DirListing-content").inner_text()
+        assert f".clusterlab/jobs/{train}/output" in output.locator(".jp-clusterlab-output-where").inner_text()
         steps.shot("output-folder")
+        # ... and the user's own folder is where it was: a new launcher (its notebooks and terminals) starts there
+        assert new_launcher(page).locator(".jp-Launcher-cwd").inner_text().strip() in ("", "/")
+
+        # ----- an inference job with a long name: a card that fits, and no TensorBoard -----
+        model_file = hub.api(hub.tokens[USER]).get(
+            f"{hub.url}/user/{USER}/clusterlab/api/jobs/{train}").json()["output_path"] + "/model.pt"
+        answer = hub.api(hub.tokens[USER]).post(f"{hub.url}/user/{USER}/clusterlab/api/jobs", json={
+            "template": "image-classification-infer", "name": LONG_NAME, "profile": size,
+            "params": {"model": model_file, "input": "demo/shapes/val"}})
+        assert answer.status_code == 201, answer.text
+        infer = answer.json()["id"]
+        show_jobs_panel(page)
+        assert watch_job(page, infer, {"completed", "failed", "cancelled"})[-1][0] == "completed"
+        infer_card = job_card(page, infer)
+        assert infer_card.locator(".jp-clusterlab-job-name").inner_text().replace("\n", "") == LONG_NAME
+        assert infer_card.locator(".jp-clusterlab-job-name").evaluate("e => e.scrollWidth <= e.clientWidth")
+        assert infer_card.locator("[data-action=tensorboard]").count() == 0  # it wrote no events
+        assert card.locator("[data-action=tensorboard]").count() == 1
+        panel = page.locator(".jp-clusterlab-jobs-panel").bounding_box()
+        assert panel["width"] < 320, f"the sidebar is not at its default width: {panel}"
+        for job_id in (infer, train):
+            actions = job_card(page, job_id).locator(".jp-clusterlab-job-actions button")
+            boxes = [actions.nth(i).bounding_box() for i in range(actions.count())]
+            assert len({round(b["y"]) for b in boxes}) == 1, f"the actions of {job_id} wrap: {boxes}"
+            assert max(b["x"] + b["width"] for b in boxes) <= panel["x"] + panel["width"]
+        for action in ("log", "output", "rerun"):  # icon buttons: each says what it does
+            assert infer_card.locator(f"[data-action={action}]").get_attribute("aria-label")
+        check_accessibility(page, "jobs-panel", [".jp-clusterlab-jobs-panel"], steps)
+        list_jupyterlab_violations(page, steps)
+        steps.shot("inference-job")
 
         # ----- TensorBoard ------------------------------------------------------------------
         show_jobs_panel(page)

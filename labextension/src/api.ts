@@ -67,6 +67,8 @@ export interface IJob {
   start_time: string | null;
   end_time: string | null;
   progress?: IProgress | null;
+  /** whether it has written TensorBoard events (an inference job writes none) */
+  tensorboard?: boolean;
 }
 
 export interface IMetricPoint {

@@ -1,5 +1,9 @@
-/** One launcher icon per template category (the template's `category`). */
-import { LabIcon } from '@jupyterlab/ui-components';
+/**
+ * Icons: one per template (its `icon` field, else its category), the Jobs
+ * panel's, and TensorBoard's for the job action. JupyterLab's own notebook and
+ * Python icons for those templates, so a tile looks like what it makes.
+ */
+import { LabIcon, notebookIcon, pythonIcon } from '@jupyterlab/ui-components';
 
 function icon(name: string, body: string): LabIcon {
   return new LabIcon({
@@ -28,16 +32,33 @@ export const jobsIcon = icon(
   'jobs',
   '<path d="M4 5h16v2H4V5zm0 6h10v2H4v-2zm0 6h16v2H4v-2zm13-7 4 2-4 2v-4z"/>'
 );
+export const tensorBoardIcon = icon(
+  'tensorboard',
+  '<path d="M3 3h2v16h16v2H3V3zm4 12.6 4.3-5.2 3 2.6L19.4 7l1.5 1.3-6.4 7.6-3-2.6-3 3.6L7 15.6z"/>'
+);
+export const logIcon = icon(
+  'log',
+  '<path d="M5 3h10l4 4v14H5V3zm2 2v14h10V8h-3V5H7zm2 5h6v1.6H9V10zm0 3h6v1.6H9V13zm0 3h4v1.6H9V16z"/>'
+);
 
-export function iconFor(category: string): LabIcon {
-  if (category.startsWith('image')) {
-    return imageIcon;
+const BY_ICON: { [name: string]: LabIcon } = {
+  image: imageIcon,
+  'object-detection': detectionIcon,
+  table: tabularIcon,
+  notebook: notebookIcon,
+  python: pythonIcon
+};
+
+const BY_CATEGORY: { [prefix: string]: LabIcon } = {
+  image: imageIcon,
+  object: detectionIcon,
+  tabular: tabularIcon
+};
+
+export function iconFor(template: { icon?: string; category?: string } | undefined): LabIcon {
+  if (template?.icon && BY_ICON[template.icon]) {
+    return BY_ICON[template.icon];
   }
-  if (category.startsWith('object')) {
-    return detectionIcon;
-  }
-  if (category.startsWith('tabular')) {
-    return tabularIcon;
-  }
-  return scriptIcon;
+  const prefix = Object.keys(BY_CATEGORY).find(p => (template?.category ?? '').startsWith(p));
+  return prefix ? BY_CATEGORY[prefix] : scriptIcon;
 }

@@ -6,9 +6,12 @@
  */
 import { ILabShell, ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { ICommandPalette, MainAreaWidget, showErrorMessage } from '@jupyterlab/apputils';
+import { IDocumentManager } from '@jupyterlab/docmanager';
+import { FileBrowser, FilterFileBrowserModel } from '@jupyterlab/filebrowser';
 import { ILauncher } from '@jupyterlab/launcher';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IStatusBar } from '@jupyterlab/statusbar';
+import { folderIcon } from '@jupyterlab/ui-components';
 
 import { IJob, ITemplate, requestAPI } from './api';
 import { GPUStatusItem } from './gpuStatus';
@@ -26,11 +29,12 @@ const plugin: JupyterFrontEndPlugin<void> = {
   id: PLUGIN_ID,
   description: 'Accelerated AI templates, their forms, the Jobs panel and the embedded TensorBoard.',
   autoStart: true,
-  requires: [ILabShell],
+  requires: [ILabShell, IDocumentManager],
   optional: [ILauncher, ICommandPalette, ISettingRegistry, ILayoutRestorer, IStatusBar],
   activate: async (
     app: JupyterFrontEnd,
     shell: ILabShell,
+    docManager: IDocumentManager,
     launcher: ILauncher | null,
     palette: ICommandPalette | null,
     settingRegistry: ISettingRegistry | null,
@@ -75,7 +79,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         const widget = new MainAreaWidget({ content });
         widget.id = `clusterlab-form-${templateId}-${Date.now()}`;
         widget.title.label = rerun ? `Rerun: ${rerun.name}` : options.template.name;
-        widget.title.icon = iconFor(options.template.category);
+        widget.title.icon = iconFor(options.template);
         widget.title.closable = true;
         addToMain(widget);
       } catch (error) {
@@ -86,7 +90,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     commands.addCommand(CommandIDs.openTemplate, {
       label: args => templates.get(args.id as string)?.name ?? 'Open a ClusterLab template',
       caption: args => templates.get(args.id as string)?.description ?? '',
-      icon: args => iconFor(templates.get(args.id as string)?.category ?? ''),
+      icon: args => iconFor(templates.get(args.id as string)),
       execute: args => openForm(args.id as string, null)
     });
 
@@ -133,15 +137,38 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
     });
 
+    // A job's output opens in a file browser of its own, in the main area, kept
+    // to that folder: the main file browser (which sets where new launchers,
+    // notebooks and terminals start) stays where the user left it. It is not
+    // made by the file browser factory, whose tracker would make it "current".
     commands.addCommand(CommandIDs.openOutput, {
       label: 'Open the job output folder',
       execute: async args => {
         const job = jobById(args.id as string);
         if (!job?.output_path) {
-          void showErrorMessage('ClusterLab', `The output of ${job?.name ?? args.id} is outside this server's file browser: ${job?.folder}/output`);
+          void showErrorMessage(
+            'ClusterLab',
+            `The output of ${job?.name ?? args.id} is outside this server's file browser: ${job?.folder}/output`
+          );
           return;
         }
-        await commands.execute('filebrowser:go-to-path', { path: `/${job.output_path}`, showBrowser: true });
+        const id = `clusterlab-output-${job.id}`;
+        if (!Array.from(shell.widgets('main')).some(w => w.id === id)) {
+          const model = new FilterFileBrowserModel({ manager: docManager, root: job.output_path, refreshInterval: 5000 });
+          const browser = new FileBrowser({ id, model, restore: false });
+          browser.addClass('jp-clusterlab-output');
+          browser.title.label = `Output: ${job.name}`;
+          browser.title.caption = `${job.name}: ${job.output_path}`;
+          browser.title.icon = folderIcon;
+          browser.title.closable = true;
+          const where = document.createElement('div');
+          where.className = 'jp-clusterlab-output-where';
+          where.textContent = `Output of job ${job.name}: ${job.output_path} (in your workspace)`;
+          browser.node.insertBefore(where, browser.node.firstChild);
+          shell.add(browser, 'main');
+          await model.cd(`/${job.output_path}`);
+        }
+        shell.activateById(id);
       }
     });
 

@@ -5,7 +5,13 @@
 import { Poll } from '@lumino/polling';
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { APIError, FINAL_STATUSES, IJob, IMetricPoint, requestAPI } from './api';
+import { APIError, FINAL_STATUSES, IJob, IMetricPoint, IProfile, ITemplate, requestAPI } from './api';
+
+/** What a card shows of its job's size and template, read once (they change with a restart, not a poll). */
+export interface ICatalog {
+  profiles: Map<string, IProfile>;
+  templates: Map<string, ITemplate>;
+}
 
 export class JobsModel {
   private _jobs: IJob[] = [];
@@ -13,6 +19,8 @@ export class JobsModel {
   private _changed = new Signal<this, void>(this);
   private _metrics = new Map<string, { epoch: number; points: IMetricPoint[] }>();
   private _poll: Poll;
+  private _catalog: ICatalog = { profiles: new Map(), templates: new Map() };
+  private _catalogLoaded = false;
 
   constructor(intervalSeconds = 5) {
     this._poll = new Poll({
@@ -34,6 +42,10 @@ export class JobsModel {
 
   get changed(): ISignal<this, void> {
     return this._changed;
+  }
+
+  get catalog(): ICatalog {
+    return this._catalog;
   }
 
   metrics(jobId: string): IMetricPoint[] {
@@ -62,6 +74,9 @@ export class JobsModel {
     try {
       const answer = await requestAPI<{ jobs: IJob[] }>('jobs');
       this._jobs = answer.jobs;
+      if (!this._catalogLoaded) {
+        await this._loadCatalog();
+      }
       this._error = '';
       await Promise.all(this._jobs.map(job => this._refreshMetrics(job)));
     } catch (error) {
@@ -70,6 +85,22 @@ export class JobsModel {
       throw error; // the Poll backs off
     }
     this._changed.emit();
+  }
+
+  private async _loadCatalog(): Promise<void> {
+    try {
+      const [profiles, templates] = await Promise.all([
+        requestAPI<{ profiles: IProfile[] }>('profiles'),
+        requestAPI<{ templates: ITemplate[] }>('templates')
+      ]);
+      this._catalog = {
+        profiles: new Map(profiles.profiles.map(p => [p.id, p])),
+        templates: new Map(templates.templates.map(t => [t.id, t]))
+      };
+      this._catalogLoaded = true;
+    } catch {
+      // cards show the ids meanwhile; the next round tries again
+    }
   }
 
   private async _refreshMetrics(job: IJob): Promise<void> {

@@ -1,16 +1,19 @@
 /**
- * The left-sidebar Jobs panel: every job with status, elapsed time, progress,
- * a small metrics chart, and its actions. The actions are commands (see
- * index.ts), so they also work from the palette and from tests.
+ * The left-sidebar Jobs panel: every job with status, elapsed time, the size
+ * it asked for, progress, small metrics charts, and its actions. The actions
+ * are commands (see index.ts), so they also work from the palette and from
+ * tests. Cards must read at the sidebar's default width: the name wraps
+ * rather than being cut, and the actions are one row of icon buttons (each
+ * with its name as tooltip and accessible label).
  */
-import { ReactWidget, UseSignal } from '@jupyterlab/ui-components';
+import { folderIcon, LabIcon, ReactWidget, redoIcon, stopIcon, UseSignal } from '@jupyterlab/ui-components';
 import { CommandRegistry } from '@lumino/commands';
 import * as React from 'react';
 
 import { IJob } from './api';
 import { MetricsChart } from './chart';
-import { jobsIcon } from './icons';
-import { elapsed, isFinal, JobsModel } from './jobsModel';
+import { jobsIcon, logIcon, tensorBoardIcon } from './icons';
+import { elapsed, ICatalog, isFinal, JobsModel } from './jobsModel';
 
 export const CommandIDs = {
   openTemplate: 'clusterlab:open-template',
@@ -21,6 +24,40 @@ export const CommandIDs = {
   openOutput: 'clusterlab:open-output',
   openTensorBoard: 'clusterlab:open-tensorboard'
 };
+
+function ActionButton(props: {
+  action: string;
+  label: string;
+  icon: LabIcon;
+  onClick: () => void;
+  warn?: boolean;
+}): JSX.Element {
+  return (
+    <button
+      className={`jp-clusterlab-action${props.warn ? ' jp-mod-warn' : ''}`}
+      data-action={props.action}
+      title={props.label}
+      aria-label={props.label}
+      onClick={props.onClick}
+    >
+      <props.icon.react tag="span" className="jp-clusterlab-action-icon" />
+    </button>
+  );
+}
+
+/** A long name may wrap after its underscores (template_date_time), not mid-word. */
+function breakable(name: string): React.ReactNode[] {
+  return name.split(/(?<=_)/).flatMap((part, i) => (i === 0 ? [part] : [<wbr key={i} />, part]));
+}
+
+/** "CPU small: 1 core · 2 GB · no GPU · 2 h", or the id when sizes are not known yet. */
+function sizeText(job: IJob, catalog: ICatalog): string {
+  const profile = catalog.profiles.get(job.profile);
+  if (!profile) {
+    return `${job.profile} · ${job.hours} h`;
+  }
+  return `${profile.display_name}: ${profile.summary}${profile.gpus ? '' : ' · no GPU'} · ${job.hours} h`;
+}
 
 function JobCard(props: {
   job: IJob;
@@ -33,30 +70,39 @@ function JobCard(props: {
   const run = (command: string, args: any = { id: job.id }) => () => void commands.execute(command, args);
   const progress = job.progress;
   const percent = progress ? Math.round(progress.fraction * 100) : job.status === 'completed' ? 100 : 0;
+  const template = model.catalog.templates.get(job.template);
+  const nameId = `clusterlab-job-name-${job.id}`;
   return (
     <li className={`jp-clusterlab-job jp-mod-${job.status}`} data-job-id={job.id} data-job-name={job.name}>
       <div className="jp-clusterlab-job-head">
-        <input
-          type="checkbox"
-          title="Select to compare in TensorBoard"
-          checked={props.selected}
-          onChange={e => props.onSelect(e.target.checked)}
-        />
-        <span className="jp-clusterlab-job-name" title={`${job.id} (${job.template})`}>
-          {job.name}
-        </span>
-        <span className={`jp-clusterlab-status jp-mod-${job.status}`} data-status={job.status}>
-          {job.status}
+        {job.tensorboard && (
+          <input
+            type="checkbox"
+            title="Select to compare in TensorBoard"
+            aria-label={`Select ${job.name} to compare in TensorBoard`}
+            checked={props.selected}
+            onChange={e => props.onSelect(e.target.checked)}
+          />
+        )}
+        <span className="jp-clusterlab-job-name" id={nameId} title={`${job.name}\n${job.id}`}>
+          {breakable(job.name)}
         </span>
       </div>
-      <div className="jp-clusterlab-job-meta">
-        {job.template} · {job.profile} · <span className="jp-clusterlab-elapsed">{elapsed(job)}</span>
-        {job.node ? ` · ${job.node}` : ''}
+      <div className="jp-clusterlab-job-meta" title={job.template}>
+        <span className={`jp-clusterlab-status jp-mod-${job.status}`} data-status={job.status}>
+          {job.status}
+        </span>{' '}
+        {template?.name ?? job.template} · <span className="jp-clusterlab-elapsed">{elapsed(job)}</span>
+        {job.node ? ` · on ${job.node}` : ''}
+      </div>
+      <div className="jp-clusterlab-job-meta jp-clusterlab-job-size" data-profile={job.profile}>
+        {sizeText(job, model.catalog)}
       </div>
       {job.reason && <div className="jp-clusterlab-job-reason">{job.reason}</div>}
       <div
         className="jp-clusterlab-progress"
         role="progressbar"
+        aria-labelledby={nameId}
         aria-valuenow={percent}
         aria-valuemin={0}
         aria-valuemax={100}
@@ -68,28 +114,21 @@ function JobCard(props: {
         </span>
       </div>
       <MetricsChart points={model.metrics(job.id)} />
-      <div className="jp-clusterlab-job-actions">
-        <button className="jp-mod-styled" data-action="log" onClick={run(CommandIDs.openLog)}>
-          Log
-        </button>
-        {!isFinal(job) && (
-          <button className="jp-mod-styled jp-mod-warn" data-action="cancel" onClick={run(CommandIDs.cancel)}>
-            Cancel
-          </button>
+      <div className="jp-clusterlab-job-actions" role="toolbar" aria-label={`Actions on ${job.name}`}>
+        <ActionButton action="log" label="Show the log" icon={logIcon} onClick={run(CommandIDs.openLog)} />
+        <ActionButton action="output" label="Open the output folder" icon={folderIcon} onClick={run(CommandIDs.openOutput)} />
+        {job.tensorboard && (
+          <ActionButton
+            action="tensorboard"
+            label="Open in TensorBoard"
+            icon={tensorBoardIcon}
+            onClick={run(CommandIDs.openTensorBoard, { jobs: [job.id] })}
+          />
         )}
-        <button className="jp-mod-styled" data-action="rerun" onClick={run(CommandIDs.rerun)}>
-          Rerun…
-        </button>
-        <button className="jp-mod-styled" data-action="output" onClick={run(CommandIDs.openOutput)}>
-          Output
-        </button>
-        <button
-          className="jp-mod-styled"
-          data-action="tensorboard"
-          onClick={run(CommandIDs.openTensorBoard, { jobs: [job.id] })}
-        >
-          TensorBoard
-        </button>
+        <ActionButton action="rerun" label="Run again with changed parameters…" icon={redoIcon} onClick={run(CommandIDs.rerun)} />
+        {!isFinal(job) && (
+          <ActionButton action="cancel" label="Cancel the job" icon={stopIcon} warn onClick={run(CommandIDs.cancel)} />
+        )}
       </div>
     </li>
   );
@@ -106,40 +145,54 @@ function JobsList(props: { model: JobsModel; commands: CommandRegistry }): JSX.E
     });
   return (
     <UseSignal signal={model.changed}>
-      {() => (
-        <div className="jp-clusterlab-jobs">
-          <div className="jp-clusterlab-jobs-toolbar">
-            <h2>Jobs</h2>
-            <button className="jp-mod-styled" data-action="refresh" onClick={() => void model.refresh()}>
-              Refresh
-            </button>
-            <button
-              className="jp-mod-styled"
-              data-action="compare"
-              disabled={selected.size === 0}
-              onClick={() => void commands.execute(CommandIDs.openTensorBoard, { jobs: [...selected] })}
-            >
-              Compare in TensorBoard
-            </button>
+      {() => {
+        const comparable = model.jobs.filter(job => job.tensorboard);
+        // in the order they were ticked; a job deleted since drops out
+        const chosen = [...selected].filter(id => comparable.some(job => job.id === id));
+        return (
+          <div className="jp-clusterlab-jobs">
+            <div className="jp-clusterlab-jobs-toolbar">
+              <h2>Jobs</h2>
+              <button className="jp-mod-styled" data-action="refresh" onClick={() => void model.refresh()}>
+                Refresh
+              </button>
+            </div>
+            {comparable.length > 0 && (
+              <div className="jp-clusterlab-compare">
+                <button
+                  className="jp-mod-styled"
+                  data-action="compare"
+                  disabled={chosen.length === 0}
+                  onClick={() => void commands.execute(CommandIDs.openTensorBoard, { jobs: chosen })}
+                >
+                  Compare in TensorBoard
+                </button>
+                <span className="jp-clusterlab-help">
+                  {chosen.length === 0 ? 'tick the jobs to compare' : `${chosen.length} chosen`}
+                </span>
+              </div>
+            )}
+            {model.error && <div className="jp-clusterlab-error">{model.error}</div>}
+            {model.jobs.length === 0 && !model.error && (
+              <p className="jp-clusterlab-empty">
+                No jobs yet: start one from a tile in the launcher's Accelerated AI section.
+              </p>
+            )}
+            <ul className="jp-clusterlab-job-list">
+              {model.jobs.map(job => (
+                <JobCard
+                  key={job.id}
+                  job={job}
+                  model={model}
+                  commands={commands}
+                  selected={selected.has(job.id)}
+                  onSelect={on => select(job.id, on)}
+                />
+              ))}
+            </ul>
           </div>
-          {model.error && <div className="jp-clusterlab-error">{model.error}</div>}
-          {model.jobs.length === 0 && !model.error && (
-            <p className="jp-clusterlab-empty">No jobs yet: start one from a tile in the launcher's Accelerated AI section.</p>
-          )}
-          <ul className="jp-clusterlab-job-list">
-            {model.jobs.map(job => (
-              <JobCard
-                key={job.id}
-                job={job}
-                model={model}
-                commands={commands}
-                selected={selected.has(job.id)}
-                onSelect={on => select(job.id, on)}
-              />
-            ))}
-          </ul>
-        </div>
-      )}
+        );
+      }}
     </UseSignal>
   );
 }

@@ -122,6 +122,8 @@ def log_in(page, hub: Hub, user: str) -> None:
 
 def demo_data_from_a_terminal(page, hub: Hub, user: str) -> None:
     """The README's first step, typed into a JupyterLab terminal: `clusterlab demo-data ~/demo`."""
+    done = hub.home_of(user) / "demo" / ".typed-in-a-terminal"
+    done.unlink(missing_ok=True)  # from the other backend's run
     page.locator(".jp-LauncherCard[data-category='Other']").filter(has_text="Terminal").click()
     terminal = page.locator(".jp-Terminal").last
     terminal.wait_for()
@@ -129,7 +131,6 @@ def demo_data_from_a_terminal(page, hub: Hub, user: str) -> None:
     time.sleep(1)  # the shell's prompt
     terminal.click()
     page.keyboard.type("clusterlab demo-data ~/demo && touch ~/demo/.typed-in-a-terminal\n")
-    done = hub.home_of(user) / "demo" / ".typed-in-a-terminal"
     deadline = time.monotonic() + 120
     while not done.exists() and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -254,12 +255,12 @@ def test_the_used_by_flow_in_a_browser(lab_hub, chromium):
         page.check(f"#clusterlab-sizes input[name=profile][value={size}]")
         page.locator("#spawn_form [type=submit]").click()
         page.wait_for_url(f"**/user/{USER}/lab**", timeout=180_000)
-        page.wait_for_selector(".jp-LauncherCard[data-category='Accelerated AI']")
         # the jobs panel refreshes every second (the setting is read at page load)
         settings = f"{hub.url}/user/{USER}/lab/api/settings/@clusterlab/labextension:plugin"
         answer = hub.api(hub.tokens[USER]).put(settings, json={"raw": '{"refreshInterval": 1}'})
         assert answer.status_code == 204, answer.text
-        page.reload()
+        # a fresh layout: the user's home (and so JupyterLab's saved tabs) outlives the other backend's run
+        page.goto(f"{hub.url}/user/{USER}/lab?reset")
         tiles = page.locator(".jp-LauncherCard[data-category='Accelerated AI']")
         tiles.first.wait_for()
         # the tiles say what the templates' ids say: train and infer
@@ -282,6 +283,10 @@ def test_the_used_by_flow_in_a_browser(lab_hub, chromium):
         name_box = form.locator("#clusterlab-job-name")
         assert name_box.input_value().startswith("image_classification_train_")
         assert name_box.evaluate("e => e.scrollWidth <= e.clientWidth"), "the default job name does not fit its box"
+        # our boxes look like the parameters' boxes (a grey one reads as disabled)
+        background = "e => getComputedStyle(e).backgroundColor"
+        hours, epochs = (form.locator(box).evaluate(background) for box in ("#clusterlab-hours", "#root_epochs"))
+        assert hours == epochs, (hours, epochs)
         check_accessibility(page, "template-form", [".jp-clusterlab-form"], steps)
         steps.shot("form-defaults")
         form.locator(f"[data-profile={size}] input").check()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -28,6 +29,10 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
+
+
+def _default_sigint() -> None:  # in the child, between fork and exec
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 class JupyterServer:
     """One ``jupyter server`` with the clusterlab extension, in its own HOME."""
@@ -59,9 +64,11 @@ class JupyterServer:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CLUSTERLAB_", "JUPYTER", "JPY_", "SLURM_"))}
         env.update(HOME=str(self.root), CLUSTERLAB_SITE_TEMPLATES=str(self.root / "site-templates"))
         self.log = open(self.root / "server.log", "ab")
-        # no terminal on stdin, as under a hub (with one, jupyter server asks before it stops on SIGINT)
+        # no terminal on stdin, as under a hub (with one, jupyter server asks before it stops on SIGINT),
+        # and SIGINT's default action, as the hub's children get it (hub_config restores it), even when
+        # the tests run where SIGINT is ignored (make in the background, `bash .ci/run &`)
         self.proc = subprocess.Popen(argv, cwd=self.workspace, env=env, stdin=subprocess.DEVNULL, stdout=self.log,
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT, preexec_fn=_default_sigint)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

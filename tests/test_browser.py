@@ -149,31 +149,29 @@ def new_launcher(page):
     return launcher
 
 
-def check_accessibility(page, where: str, include: list[str], steps: "Steps") -> None:
-    """axe-core's WCAG 2.1 AA rules over ``include`` (CSS selectors): no violation of ours."""
+def axe_violations(page, include: list[str], exclude: list[str] = ()) -> list[str]:
+    """axe-core's WCAG 2.1 AA rules over ``include`` less ``exclude`` (CSS selectors): one line per violation."""
     page.add_script_tag(path=str(AXE))
-    violations = page.evaluate(
-        """async ([include, tags]) => (await axe.run({include: include.map(s => [s])},
-               {runOnly: {type: 'tag', values: tags}})).violations.map(v => ({
-             id: v.id, impact: v.impact, help: v.help,
-             nodes: v.nodes.map(n => n.target.join(' ') + ': ' + n.failureSummary)}))""",
-        [include, AXE_TAGS])
-    report = "\n".join(f"{v['id']} ({v['impact']}): {v['help']}\n  " + "\n  ".join(v["nodes"][:5])
-                       for v in violations)
+    return page.evaluate(
+        """async ([include, exclude, tags]) => (await axe.run(
+               {include: include.map(s => [s]), exclude: exclude.map(s => [s])},
+               {runOnly: {type: 'tag', values: tags}})).violations.map(
+             v => `${v.id} (${v.impact}): ${v.help}\\n  ` +
+                  v.nodes.slice(0, 5).map(n => n.target.join(' ') + ': ' + n.failureSummary).join('\\n  '))""",
+        [include, list(exclude), AXE_TAGS])
+
+
+def check_accessibility(page, where: str, include: list[str], steps: "Steps") -> None:
+    """No violation of ours in ``include``; the report goes beside the screenshots."""
+    report = "\n".join(axe_violations(page, include))
     (steps.folder / f"axe-{where}.txt").write_text(report or "no violations\n")
-    assert not violations, f"axe-core finds WCAG 2.1 AA violations on {where}:\n{report}"
+    assert not report, f"axe-core finds WCAG 2.1 AA violations on {where}:\n{report}"
 
 
 def list_jupyterlab_violations(page, steps: "Steps") -> None:
     """JupyterLab's own violations (out of scope), listed for the record beside the screenshots."""
-    page.add_script_tag(path=str(AXE))
-    violations = page.evaluate(
-        """async (tags) => (await axe.run(
-               {include: [['body']], exclude: [['.jp-clusterlab-jobs-panel'], ['.jp-clusterlab-form']]},
-               {runOnly: {type: 'tag', values: tags}})).violations.map(
-             v => `${v.id} (${v.impact}, ${v.nodes.length}): ${v.help}: ` +
-                  v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(', '))""", AXE_TAGS)
-    (steps.folder / "axe-jupyterlab.txt").write_text("\n".join(violations) + "\n" if violations else "no violations\n")
+    report = "\n".join(axe_violations(page, ["body"], exclude=[".jp-clusterlab-jobs-panel", ".jp-clusterlab-form"]))
+    (steps.folder / "axe-jupyterlab.txt").write_text(report or "no violations\n")
 
 
 def show_jobs_panel(page) -> None:

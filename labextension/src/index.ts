@@ -42,7 +42,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     statusBar: IStatusBar | null
   ) => {
     const { commands } = app;
-    const model = new JobsModel();
+    const templates = new Map<string, ITemplate>(); // filled below, for the launcher and the job cards
+    const model = new JobsModel(templates);
     const panel = new JobsPanel(model, commands);
     shell.add(panel, 'left', { rank: 600 });
     restorer?.add(panel, panel.id);
@@ -58,7 +59,6 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
     }
 
-    const templates = new Map<string, ITemplate>();
     const jobById = (id: string): IJob | undefined => model.jobs.find(job => job.id === id);
     const addToMain = (widget: MainAreaWidget | LogView) => {
       shell.add(widget, 'main');

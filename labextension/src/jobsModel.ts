@@ -7,7 +7,10 @@ import { ISignal, Signal } from '@lumino/signaling';
 
 import { APIError, FINAL_STATUSES, IJob, IMetricPoint, IProfile, ITemplate, requestAPI } from './api';
 
-/** What a card shows of its job's size and template, read once (they change with a restart, not a poll). */
+/**
+ * What a card shows of its job's size and template. The templates are the
+ * plugin's (it reads them for the launcher); the sizes are read once here.
+ */
 export interface ICatalog {
   profiles: Map<string, IProfile>;
   templates: Map<string, ITemplate>;
@@ -19,10 +22,11 @@ export class JobsModel {
   private _changed = new Signal<this, void>(this);
   private _metrics = new Map<string, { epoch: number; points: IMetricPoint[] }>();
   private _poll: Poll;
-  private _catalog: ICatalog = { profiles: new Map(), templates: new Map() };
-  private _catalogLoaded = false;
+  private _catalog: ICatalog;
+  private _profilesLoaded = false;
 
-  constructor(intervalSeconds = 5) {
+  constructor(templates: Map<string, ITemplate>, intervalSeconds = 5) {
+    this._catalog = { profiles: new Map(), templates };
     this._poll = new Poll({
       factory: () => this._refresh(),
       frequency: { interval: intervalSeconds * 1000, backoff: true, max: 60 * 1000 },
@@ -74,8 +78,8 @@ export class JobsModel {
     try {
       const answer = await requestAPI<{ jobs: IJob[] }>('jobs');
       this._jobs = answer.jobs;
-      if (!this._catalogLoaded) {
-        await this._loadCatalog();
+      if (!this._profilesLoaded) {
+        await this._loadProfiles();
       }
       this._error = '';
       await Promise.all(this._jobs.map(job => this._refreshMetrics(job)));
@@ -87,17 +91,11 @@ export class JobsModel {
     this._changed.emit();
   }
 
-  private async _loadCatalog(): Promise<void> {
+  private async _loadProfiles(): Promise<void> {
     try {
-      const [profiles, templates] = await Promise.all([
-        requestAPI<{ profiles: IProfile[] }>('profiles'),
-        requestAPI<{ templates: ITemplate[] }>('templates')
-      ]);
-      this._catalog = {
-        profiles: new Map(profiles.profiles.map(p => [p.id, p])),
-        templates: new Map(templates.templates.map(t => [t.id, t]))
-      };
-      this._catalogLoaded = true;
+      const answer = await requestAPI<{ profiles: IProfile[] }>('profiles');
+      this._catalog.profiles = new Map(answer.profiles.map(p => [p.id, p]));
+      this._profilesLoaded = true;
     } catch {
       // cards show the ids meanwhile; the next round tries again
     }

@@ -194,7 +194,7 @@ def test_progress_and_metrics_come_from_metrics_jsonl(api):
 
 
 def test_profiles_say_whether_this_server_can_run_them(api, monkeypatch):
-    monkeypatch.setattr("clusterlab_server.backends.server_cores", lambda: 4)
+    monkeypatch.setattr("clusterlab_server.backends.local.server_cores", lambda: 4)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     status, body = api("GET", "profiles")
     availability = {p["id"]: p["availability"] for p in body["profiles"]}
@@ -211,7 +211,7 @@ def test_profiles_say_whether_this_server_can_run_them(api, monkeypatch):
 
 def test_a_size_this_server_cannot_run_is_refused_and_nothing_is_made(api, tmp_path, monkeypatch):
     """What GET profiles marks impossible (the form greys it out), POST jobs refuses: one rule."""
-    monkeypatch.setattr("clusterlab_server.backends.server_cores", lambda: 4)
+    monkeypatch.setattr("clusterlab_server.backends.local.server_cores", lambda: 4)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     hello = {"template": "python-script", "name": "too_big", "params": {"script": "src/hello.py"}}
     for profile, why in [("gpu-4", "needs 4 GPUs; this server was granted none"),
@@ -225,7 +225,7 @@ def test_a_size_this_server_cannot_run_is_refused_and_nothing_is_made(api, tmp_p
 
 
 def test_without_a_size_the_templates_default_is_used_only_if_it_can_run(api, monkeypatch):
-    monkeypatch.setattr("clusterlab_server.backends.server_cores", lambda: 4)
+    monkeypatch.setattr("clusterlab_server.backends.local.server_cores", lambda: 4)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     request = {"template": "sized-script", "name": "sized", "params": {"script": "src/hello.py"}}  # default: gpu-1
     status, job = api("POST", "jobs", body=request)

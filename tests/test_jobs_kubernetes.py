@@ -23,7 +23,7 @@ from pathlib import Path
 
 import kubernetes_validate
 import pytest
-from clusterlab_server import kubernetes_jobs as kj
+from clusterlab_server.backends import kubernetes as kj
 from clusterlab_server.backends import BackendError
 from clusterlab_server.service import JobError, JobService, Settings
 from clusterlab_server.store import Job

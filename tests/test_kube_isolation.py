@@ -7,7 +7,7 @@ clusterlab_spawner/kubernetes.py). Checked here:
 
 - the objects, as built by pure functions, valid for Kubernetes 1.30 and the
   newest version kubernetes-validate ships (strict);
-- the Role grants exactly what kubernetes_jobs.py calls: one table
+- the Role grants exactly what backends/kubernetes.py calls: one table
   (JOB_SERVICE_API_CALLS), checked against the calls in that file;
 - the real KubeSpawner start, for alice and bob, against the API STAND-IN
   (tests/kube_api_stand_in.py, an aiohttp fake on loopback, not Kubernetes):
@@ -46,7 +46,7 @@ from kube_api_stand_in import KubeAPIStandIn
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILES = REPO / "hub_config" / "profiles.yaml"
-JOBS_SOURCE = REPO / "server_extension" / "clusterlab_server" / "kubernetes_jobs.py"
+JOBS_SOURCE = REPO / "server_extension" / "clusterlab_server" / "backends" / "kubernetes.py"
 KUBE_VERSIONS = sorted({"1.30.0", kubernetes_validate.latest_version()})
 HUB_NS = "clusterlab"
 SA = "clusterlab-jobs"
@@ -69,7 +69,7 @@ def granted(rules: list[dict]) -> set[tuple[str, str, str]]:
 
 def test_the_job_service_calls_are_the_table():
     calls = set(re.findall(r"_call\(\s*\"\w+Api\",\s*\"(\w+)\"", JOBS_SOURCE.read_text()))
-    assert calls, "found no API call in kubernetes_jobs.py: has its _call(...) form changed?"
+    assert calls, "found no API call in backends/kubernetes.py: has its _call(...) form changed?"
     # both ways: a new call needs a row (and so a rule); a row no call uses is a right too many
     assert calls == set(JOB_SERVICE_API_CALLS)
 

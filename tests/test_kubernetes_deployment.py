@@ -254,7 +254,7 @@ def test_hub_env_and_server_env_are_where_the_code_reads_them(values):
     # The spawner gives each server what its job service reads (namespace, home
     # volume, image, backend); values.yaml must not set them, since the spawner's win.
     spawner = (REPO / "spawner" / "clusterlab_spawner" / "kubernetes.py").read_text()
-    jobs = (REPO / "server_extension" / "clusterlab_server" / "kubernetes_jobs.py").read_text()
+    jobs = (REPO / "server_extension" / "clusterlab_server" / "backends" / "kubernetes.py").read_text()
     read = set(re.findall(r"env\.get\(\"(CLUSTERLAB_K8S_\w+)\"\)", jobs))
     assert read and all(name in spawner for name in read), read
     server_env = values["singleuser"].get("extraEnv") or {}

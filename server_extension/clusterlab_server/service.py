@@ -34,7 +34,7 @@ import jsonschema
 from clusterlab_spawner.options import OptionsError, validate_user_options
 from clusterlab_spawner.profiles import Profile, load_profiles
 
-from .backends import BackendError, LocalBackend, SlurmBackend
+from .backends import BackendError, make_backend
 from .progress import MetricsFiles
 from .registry import Registry, Template
 from .store import FINAL, STATUSES, Job, JobStore, dumps, utcnow
@@ -106,17 +106,6 @@ def environment_record() -> dict:
     }
 
 
-def make_backend(settings: Settings):
-    """The backend ``settings.backend`` names: ``local`` (the default), ``slurm`` or ``kubernetes``."""
-    if settings.backend == "slurm":
-        return SlurmBackend(settings.slurm_bin_dir)
-    if settings.backend == "kubernetes":
-        from .kubernetes_jobs import KubernetesBackend  # kubernetes_asyncio only where it is used
-
-        return KubernetesBackend(settings.profiles_file)
-    return LocalBackend()
-
-
 def private_folder(path: Path) -> None:
     """Make ``path`` (and a missing parent) a folder only its owner can enter (0700)."""
     for folder in (path.parent, path):
@@ -133,7 +122,7 @@ class JobService:
         private_folder(self.settings.jobs_root)
         self.store = JobStore(settings.jobs_root / "jobs.sqlite")
         self.registry = Registry.load(settings.template_paths)
-        self.backend = make_backend(settings)
+        self.backend = make_backend(settings.backend, settings.slurm_bin_dir, settings.profiles_file)
         self._environment: dict | None = None
         self._refreshed_at = float("-inf")
         self.metrics_files = MetricsFiles()

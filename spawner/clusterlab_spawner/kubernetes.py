@@ -104,7 +104,7 @@ def pod_settings(
     return settings
 
 
-# What each kubernetes_asyncio call of the job service (clusterlab_server/kubernetes_jobs.py)
+# What each kubernetes_asyncio call of the job service (clusterlab_server/backends/kubernetes.py)
 # needs from RBAC: (API group, resource, verb). The user's Role grants exactly these;
 # tests/test_kube_isolation.py checks the table against the calls in that file.
 JOB_SERVICE_API_CALLS: dict[str, tuple[str, str, str]] = {

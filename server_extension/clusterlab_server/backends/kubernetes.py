@@ -44,8 +44,8 @@ from clusterlab_spawner.availability import Availability
 from clusterlab_spawner.options import Choice
 from clusterlab_spawner.profiles import Profile
 
-from .backends import BackendError, ended_status
-from .store import Job, utcnow
+from .common import BackendError, ended_status
+from ..store import Job, utcnow
 
 JOB_PREFIX = "clusterlab-"
 CONTAINER = "job"

@@ -1,0 +1,36 @@
+"""What every backend shares: its error, and how an ended job ended (from its folder's marks)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..store import utcnow
+
+
+class BackendError(RuntimeError):
+    """The scheduler refused or failed; the message says what it said."""
+
+
+def ended_status(folder: Path, fallback_reason: str = "") -> dict:
+    """How a job that no longer runs ended, from the marks in its folder."""
+    folder = Path(folder)
+    changes: dict = {"end_time": utcnow()}
+    code_file = folder / "exit_code"
+    code = None
+    if code_file.exists():
+        try:
+            code = int(code_file.read_text().strip())
+        except ValueError:
+            code = None
+    changes["exit_code"] = code
+    if (folder / "cancelled").exists():
+        changes.update(status="cancelled", reason="cancelled by the user")
+    elif code == 0:
+        changes.update(status="completed", reason="")
+    elif code is not None:
+        changes.update(status="failed", reason=f"exited with status {code}")
+    else:
+        changes.update(status="failed", reason=fallback_reason or "ended without an exit status (killed?)")
+    return changes
+
+

@@ -1,0 +1,111 @@
+"""Jobs as Slurm batch jobs: ``sbatch --parsable``; one ``squeue`` per poll for all
+jobs (the parser is the hub's, ``clusterlab_spawner.slurm_queue``); ``scancel``.
+Sizes come from ``sinfo``, read the way the hub's size form reads it
+(``clusterlab_spawner.availability``).
+"""
+
+from __future__ import annotations
+
+import getpass
+import subprocess
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from clusterlab_spawner.availability import Availability, availability_from_nodes
+from clusterlab_spawner.profiles import Profile
+from clusterlab_spawner.slurm_queue import (
+    SINFO_FORMAT,
+    SQUEUE_FORMAT,
+    NodeFree,
+    parse_sinfo,
+    parse_squeue,
+    reason_in_words,
+)
+
+from ..store import Job, utcnow
+from .common import BackendError, ended_status
+
+
+class SlurmBackend:
+    name = "slurm"
+
+    def __init__(self, bin_dir: str = "/usr/bin", nodes_max_age: float = 10):
+        self.bin_dir = bin_dir
+        self.commands_run = 0  # scheduler calls, for tests and benchmarks
+        self.nodes_max_age = nodes_max_age  # seconds a sinfo answer (or failure) is reused
+        self._nodes: tuple[float, list[NodeFree] | None, str] = (float("-inf"), None, "")
+        self._nodes_lock = threading.Lock()
+
+    def _run(self, argv: list[str], timeout: float = 30, env: dict | None = None) -> subprocess.CompletedProcess:
+        self.commands_run += 1
+        try:
+            return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return subprocess.CompletedProcess(argv, 1, "", str(e))
+
+    def nodes(self) -> tuple[list[NodeFree] | None, str]:
+        """(sinfo's nodes, '') or (None, why not), at most one sinfo per ``nodes_max_age`` seconds."""
+        with self._nodes_lock:  # callers at once wait for one sinfo
+            taken_at, nodes, error = self._nodes
+            if time.monotonic() - taken_at >= self.nodes_max_age:
+                result = self._run([f"{self.bin_dir}/sinfo", "--noheader", "--Node", f"--Format={SINFO_FORMAT}"],
+                                   timeout=10)
+                if result.returncode == 0:
+                    nodes, error = parse_sinfo(result.stdout), ""
+                else:
+                    nodes, error = None, result.stderr.strip() or f"sinfo exit status {result.returncode}"
+                self._nodes = (time.monotonic(), nodes, error)
+            return nodes, error
+
+    def availability(self, profiles: Iterable[Profile]) -> Availability:
+        profiles = list(profiles)
+        nodes, error = self.nodes()
+        if nodes is None:
+            reason = f"Slurm's sinfo failed ({error}); a job waits in the queue until it fits"
+            return Availability(None, None, None, None, blocked={p.id: reason for p in profiles})
+        return availability_from_nodes(nodes, profiles)
+
+    def directives(self, job: Job, log_path: Path, choice) -> list[str]:
+        from clusterlab_spawner.slurm_directives import job_name, sbatch_directives
+
+        return sbatch_directives(choice, job_name(getpass.getuser(), job.name), str(log_path))
+
+    def submit(self, job: Job, script: Path, log_path: Path, env: dict) -> str:
+        result = self._run([f"{self.bin_dir}/sbatch", "--parsable", str(script)], env=env)
+        if result.returncode != 0:
+            raise BackendError(f"Slurm refused the job: {result.stderr.strip() or result.stdout.strip()}")
+        return result.stdout.strip().splitlines()[-1].split(";")[0]
+
+    def statuses(self, jobs: list[Job]) -> dict[str, dict]:
+        """One squeue for every job; a failing squeue changes nothing."""
+        if not jobs:
+            return {}
+        result = self._run([f"{self.bin_dir}/squeue", "--noheader", "--states=all", f"--format={SQUEUE_FORMAT}"])
+        if result.returncode != 0:
+            return {}  # Slurm not answering: keep what we knew
+        known = parse_squeue(result.stdout)
+        changes = {}
+        for job in jobs:
+            seen = known.get(job.scheduler_id)
+            if seen is not None and seen.pending:
+                change = {"status": "queued", "reason": reason_in_words(seen.reason)}
+            elif seen is not None and seen.running:
+                change = {"status": "running", "node": seen.first_node, "reason": "",
+                          "start_time": job.start_time or utcnow()}
+            else:
+                reason = f"Slurm says {seen.state}" if seen is not None else "no longer known to Slurm"
+                change = ended_status(job.folder, reason)
+                if seen is not None and seen.nodes:
+                    change["node"] = seen.first_node  # where it ran, even if we never saw it running
+                if seen is not None and seen.state in ("TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED"):
+                    change.update(status="failed", reason=f"Slurm: {seen.state.lower().replace('_', ' ')}")
+            if any(getattr(job, key) != value for key, value in change.items() if key != "start_time"):
+                changes[job.id] = change
+        return changes
+
+    def cancel(self, job: Job) -> None:
+        result = self._run([f"{self.bin_dir}/scancel", job.scheduler_id])
+        if result.returncode != 0 and "Invalid job id" not in result.stderr:
+            raise BackendError(f"scancel failed: {result.stderr.strip()}")

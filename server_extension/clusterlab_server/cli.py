@@ -196,6 +196,113 @@ def convert_params(pairs: list[tuple[str, str]] | None, template: Template | Non
     return params
 
 
+# ----- --search KEY=SPEC ------------------------------------------------------------------
+
+SEARCH_FORMS = "a,b,c (values), a JSON array, uniform:MIN:MAX or loguniform:MIN:MAX (optionally :step=S and/or :count=N)"
+
+
+def key_spec(text: str) -> tuple[str, str]:
+    """argparse type of ``--search``: split at the first ``=``."""
+    key, sep, spec = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=SPEC, got {text[:60]!r}")
+    return key.strip(), spec
+
+
+def search_schema(key: str, template: Template | None) -> Any:
+    """The JSON Schema of what ``KEY`` searches: a parameter, or ``param.sub`` inside an object parameter.
+
+    ``param.sub``'s schema is the object's ``properties[sub]`` if it declares one, else its
+    ``additionalProperties`` (when that is a schema). None when unknown: values stay text
+    and ranges are read as numbers, and the service judges the key.
+    """
+    properties = template.parameters.get("properties", {}) if template is not None else {}
+    if not isinstance(properties, dict):
+        return None
+    if key in properties or "." not in key:
+        return properties.get(key)
+    head, _, sub = key.partition(".")
+    parent = properties.get(head)
+    if not isinstance(parent, dict):
+        return None
+    inner = parent.get("properties")
+    if isinstance(inner, dict) and sub in inner:
+        return inner[sub]
+    extra = parent.get("additionalProperties")
+    return extra if isinstance(extra, dict) else None
+
+
+def _search_error(key: str, message: str) -> JobError:
+    from .service import JobError
+
+    return JobError(400, message, f"search.{key}")
+
+
+def _range_number(key: str, what: str, raw: str, spec: Any, integer: bool | None = None) -> int | float:
+    """A range's MIN, MAX or step: an integer for an integer parameter, else a number."""
+    from .service import JobError
+
+    if integer is None:
+        declared = spec.get("type") if isinstance(spec, dict) else None
+        kinds = {declared} if isinstance(declared, str) else set(declared or [])
+        integer = "integer" in kinds and "number" not in kinds
+    try:
+        return _as_integer(key, raw) if integer else _as_number(key, raw)
+    except JobError as e:
+        raise _search_error(key, f"{what}: {e.message}") from None
+
+
+def search_spec(key: str, raw: str, spec: Any) -> list | dict:
+    """One ``--search`` SPEC -> the request's ``search[KEY]``: a list of values or a range.
+
+    ``a,b,c``: values, each typed by ``spec`` as ``-p`` types it; ``[...]``: a JSON array
+    of values, as it is; ``uniform:MIN:MAX`` -> ``{"min", "max"}``, ``loguniform:MIN:MAX``
+    -> ``{"min", "max", "log": true}``, each optionally followed by ``:step=S`` and/or
+    ``:count=N``. Only the text is read here: what the values may be is the service's
+    to say. A spec that cannot be read is a JobError(400) on ``search.KEY``.
+    """
+    from .service import JobError
+
+    text = raw.strip()
+    if not text:
+        raise _search_error(key, f"expected {SEARCH_FORMS}; got nothing")
+    kind, colon, rest = text.partition(":")
+    if colon and kind in ("uniform", "loguniform"):
+        parts = [part.strip() for part in rest.split(":")]
+        if len(parts) < 2 or not parts[0] or not parts[1]:
+            raise _search_error(key, f"expected {kind}:MIN:MAX, optionally :step=S and/or :count=N; got {raw[:60]!r}")
+        found: dict[str, Any] = {"min": _range_number(key, "min", parts[0], spec),
+                                 "max": _range_number(key, "max", parts[1], spec)}
+        if kind == "loguniform":
+            found["log"] = True
+        for option in parts[2:]:
+            name, equals, value = option.partition("=")
+            name = name.strip()
+            if not equals or name not in ("step", "count"):
+                raise _search_error(key, f"unknown option {option[:60]!r} of {kind}: expected step=S or count=N")
+            if name in found:
+                raise _search_error(key, f"{name} is given twice")
+            found[name] = _range_number(key, name, value, spec, integer=True if name == "count" else None)
+        return found
+    if text.startswith("["):
+        try:
+            values = json.loads(text)
+        except ValueError:
+            values = None
+        if not isinstance(values, list):
+            raise _search_error(key, f"expected a JSON array, got {raw[:60]!r}")
+        return values
+    try:
+        return [convert_value(key, item, spec) for item in raw.split(",")]
+    except JobError as e:
+        raise _search_error(key, e.message) from None
+
+
+def convert_search(pairs: list[tuple[str, str]] | None, template: Template | None) -> dict:
+    """``--search`` pairs -> the search object; a later ``--search`` for the same key wins."""
+    return {key: search_spec(key, raw, search_schema(key, template)) for key, raw in pairs or []}
+
+
 # ----- output -----------------------------------------------------------------------------
 
 

@@ -164,7 +164,7 @@ def test_jobs_and_logs_show_the_job(site, hello):
     assert listed.returncode == 0, listed.stderr
     job = {j["id"]: j for j in json.loads(listed.stdout)["jobs"]}[hello]
     assert (job["status"], job["exit_code"], job["name"]) == ("completed", 0, "hello_cli")
-    assert job["params"] == {"script": "src/hello.py", "args": ["a", "b"]}
+    assert job["params"] == {"script": "src/hello.py", "args": ["a", "b"], "options": {}}
     assert logs.returncode == 0 and "hello from ['a', 'b']" in logs.stdout
 
 
@@ -215,7 +215,7 @@ def test_rerun_with_a_changed_parameter(site, hello):
     assert result.returncode == 0, result.stderr
     job = json.loads(result.stdout)  # --json with --follow: the ended job on stdout, the log on stderr
     assert job["id"] != hello and job["rerun_of"] == hello and job["name"] == "hello_again"
-    assert job["params"] == {"script": "src/hello.py", "args": ["x"]} and job["status"] == "completed"
+    assert job["params"] == {"script": "src/hello.py", "args": ["x"], "options": {}} and job["status"] == "completed"
     assert "hello from ['x']" in result.stderr
 
 

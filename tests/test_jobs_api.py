@@ -87,7 +87,7 @@ def test_submit_follow_log_and_list(api, jp_root_dir):
         "profile": "cpu-small",
     })
     assert status == 201, job
-    assert job["status"] == "queued" and job["params"] == {"script": "src/hello.py", "args": ["x"]}
+    assert job["status"] == "queued" and job["params"] == {"script": "src/hello.py", "args": ["x"], "options": {}}
     done = wait_status(api, job["id"])
     assert done["status"] == "completed" and done["exit_code"] == 0
     status, log = api("GET", "jobs", job["id"], "log", offset="0")

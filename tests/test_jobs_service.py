@@ -74,7 +74,7 @@ def test_a_script_job_runs_and_keeps_its_record(service):
     assert "hello from ['a b', 'c']" in service.log(job.id)["text"]
     record = json.loads((folder / "job.json").read_text())
     assert record["template"] == "python-script" and record["template_version"] == "1"
-    assert record["params"] == {"script": "src/hello.py", "args": ["a b", "c"]}
+    assert record["params"] == {"script": "src/hello.py", "args": ["a b", "c"], "options": {}}
     assert record["environment"]["python"] and len(record["environment"]["packages_sha256"]) == 64
     assert json.loads((folder / "params.json").read_text())["args"] == ["a b", "c"]
     assert (folder / "code" / "src" / "hello.py").read_text() == HELLO
@@ -124,7 +124,8 @@ def test_rerun_with_changed_params(service):
 def test_jobs_outlive_the_service_that_started_them(tmp_path):
     make_workspace(tmp_path)
     service = make_service(tmp_path)
-    job = service.submit({"template": "python-script", "name": "long", "params": {"script": "sleepy.py"}})
+    job = service.submit({"template": "python-script", "name": "long", "params": {"script": "sleepy.py"},
+                          "max_restarts": 0})  # a kill is not its own error: with restarts left it would restart
     service.refresh()
     del service  # JupyterLab restarts: a new service over the same store
     again = make_service(tmp_path)
@@ -133,7 +134,7 @@ def test_jobs_outlive_the_service_that_started_them(tmp_path):
     pid = int(job.scheduler_id.split(":")[0])
     psutil.Process(pid).terminate()  # the job ends while nobody watches
     ended = wait_final(again, job.id)
-    assert ended.status == "failed"
+    assert ended.status == "failed" and ended.restarts == 0
 
 
 def test_list_filters_and_pages(service):

@@ -12,11 +12,31 @@ submitted here shows in the web job list and the other way round::
     clusterlab cancel 20250101-120000-abcdef
     clusterlab rerun 20250101-120000-abcdef -p args=--epochs,10
 
+An experiment is a hyperparameter search: trials, each an ordinary job, of one
+training template over a search space (docs/experiments.md)::
+
+    clusterlab experiment create image-classification-train --name lr_sweep -p dataset=demo/shapes \
+        --search learning_rate=loguniform:1e-4:1e-1 --search batch_size=32,64 \
+        --searcher tpe --early-stopping asha --metric val_accuracy --maximize --max-trials 16
+    clusterlab experiments
+    clusterlab experiment show 20250101-120000-abcdef      # the trials, best first
+    clusterlab experiment rerun-best 20250101-120000-abcdef -p epochs=30
+    clusterlab experiment csv 20250101-120000-abcdef > trials.csv
+    clusterlab experiment cancel|resume|delete 20250101-120000-abcdef
+
 ``-p KEY=VALUE`` is read by the template's JSON Schema type of KEY: integer,
 number, boolean (true/false), null, array (comma-separated, or a JSON array),
 object (JSON), string (as is). A key the template does not have is passed as
 text, so the service refuses it and names it. Nothing is ever run through a
 shell: values reach the job only in its ``params.json``.
+
+``--search KEY=SPEC`` (experiment create), repeatable:
+  a,b,c                      values, each read as -p reads it (or a JSON array)
+  uniform:MIN:MAX            a range (of integers for an integer parameter)
+  loguniform:MIN:MAX         a range on a log scale
+  ...:step=S, ...:count=N    a range's grid step, its number of grid points
+KEY may be PARAM.NAME inside an object parameter (python-script's options.lr).
+Only the text is read here: the service checks the search as the API's.
 
 Where things are comes from the environment the hub sets (``Settings.from_environment``);
 ``--jobs-root``, ``--workspace``, ``--profiles``, ``--backend`` and ``--templates``
@@ -24,9 +44,9 @@ Where things are comes from the environment the hub sets (``Settings.from_enviro
 
 Exit status (for scripts):
   0  success
-  1  the followed job (submit/rerun --follow, logs -f) ended failed or cancelled
+  1  the followed job (submit/rerun/experiment rerun-best --follow, logs -f) ended failed or cancelled
   2  bad input: a refused request (400, 413, 422) or a command-line usage error
-  3  not found (404): no such job or template
+  3  not found (404): no such job, template or experiment
   4  conflict (409): e.g. cancelling a job that has already ended
   5  the scheduler or the system failed (5xx, or the jobs folder cannot be used)
 """
@@ -68,6 +88,10 @@ EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 130, 141
 
 # the module doc's table, so that --help and the docs cannot disagree
 EPILOG = "exit status:\n" + __doc__.split("Exit status (for scripts):\n", 1)[1]
+# experiment's: how --search reads, then the same table
+EXPERIMENT_EPILOG = "search specs:\n" + __doc__.split("(experiment create), repeatable:\n", 1)[1].split(
+    "\n\n", 1)[0] + "\n\n" + EPILOG
+EXPERIMENT_STATUSES = ("running", "completed", "failed", "cancelled")
 
 POLL_SECONDS = 0.5
 DEFAULT_LIMIT = 50
@@ -511,6 +535,222 @@ def cmd_cancel(service: JobService, args) -> int:
     return EXIT_OK
 
 
+# ----- experiments ------------------------------------------------------------------------
+
+
+def experiments_of(service: JobService):
+    """The experiments over this job service (imported only by the experiment commands)."""
+    from .experiments.service import ExperimentService
+
+    return ExperimentService(service)
+
+
+def number_text(value: Any) -> str:
+    """A metric or parameter value in a table: floats to 4 significant digits, the rest as JSON would."""
+    if isinstance(value, bool) or value is None:
+        return "" if value is None else json.dumps(value)
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (int, str)):
+        return str(value)
+    return json.dumps(value)
+
+
+def params_text(params: dict | None) -> str:
+    return ", ".join(f"{key}={number_text(value)}" for key, value in (params or {}).items())
+
+
+def search_text(search: dict) -> str:
+    """The search space in a few words: ``learning_rate in [0.0001, 0.1] (log), batch_size in {32, 64}``."""
+    parts = []
+    for key, spec in (search or {}).items():
+        if isinstance(spec, list):
+            parts.append(f"{key} in {{{', '.join(number_text(v) for v in spec)}}}")
+        elif isinstance(spec, dict):
+            extra = [word for word, on in (("log", spec.get("log")), (f"step {number_text(spec.get('step'))}",
+                     "step" in spec), (f"{spec.get('count')} points", "count" in spec)) if on]
+            text = f"{key} in [{number_text(spec.get('min'))}, {number_text(spec.get('max'))}]"
+            parts.append(text + (f" ({', '.join(extra)})" if extra else ""))
+    return ", ".join(parts)
+
+
+def experiment_summary(experiment: dict) -> str:
+    """One line: what an experiment searches, how, and for what."""
+    goal = "maximize" if experiment.get("maximize") else "minimize"
+    text = (f"{experiment.get('searcher')} search of {experiment.get('max_trials')} trials "
+            f"({experiment.get('max_concurrent_trials')} at once) over {search_text(experiment.get('search'))}; "
+            f"{goal} {experiment.get('metric')}")
+    stopping = experiment.get("early_stopping")
+    if stopping and stopping != "none":
+        text += f"; early stopping {stopping} (divisor {experiment.get('divisor')}, {experiment.get('max_rungs')} rungs)"
+    if experiment.get("profile"):
+        text += f"; each trial on {experiment['profile']}"
+        if experiment.get("hours") is not None:
+            text += f" for {number_text(experiment['hours'])} h"
+    return text
+
+
+def best_text(experiment: dict) -> str:
+    best = experiment.get("best")
+    if not best or best.get("value") is None:
+        return ""
+    return number_text(best["value"])
+
+
+def cmd_experiment_create(service: JobService, args) -> int:
+    template = service.registry.templates.get(args.template)
+    request: dict[str, Any] = {
+        "template": args.template, "name": args.name, "params": convert_params(args.param, template),
+    }
+    if args.search is not None:  # none given: the service says search is required
+        request["search"] = convert_search(args.search, template)
+    for key in ("searcher", "early_stopping", "divisor", "max_rungs", "metric", "maximize", "max_trials",
+                "max_concurrent_trials", "max_restarts", "profile", "hours"):
+        if getattr(args, key) is not None:
+            request[key] = getattr(args, key)
+    experiment = experiments_of(service).create(request)
+    if args.json:
+        print_json(experiment, sys.stdout)
+        return EXIT_OK
+    sys.stdout.write(experiment["id"] + "\n")
+    sys.stderr.write(f"clusterlab: experiment {experiment.get('name')}: {clean(experiment_summary(experiment))}\n")
+    for note in experiment.get("notes") or []:
+        sys.stderr.write(f"clusterlab: note: {clean(note)}\n")
+    return EXIT_OK
+
+
+def cmd_experiments(service: JobService, args) -> int:
+    experiments, total = experiments_of(service).list(status=args.status, limit=args.limit)
+    if args.json:
+        print_json({"experiments": experiments, "total": total}, sys.stdout)
+        return EXIT_OK
+    if not experiments:
+        sys.stderr.write("clusterlab: no experiments\n")
+        return EXIT_OK
+    rows = []
+    for e in experiments:
+        counts = e.get("counts") or {}
+        rows.append([e["id"], e.get("name"), e.get("template"), e.get("status"),
+                     *(counts.get(k, 0) for k in ("completed", "running", "pruned", "failed")),
+                     e.get("metric"), best_text(e)])
+    print_table(["ID", "NAME", "TEMPLATE", "STATUS", "DONE", "RUNNING", "PRUNED", "FAILED", "METRIC", "BEST"],
+                rows, sys.stdout)
+    if total > len(experiments):
+        sys.stderr.write(f"clusterlab: {len(experiments)} of {total} experiments shown (newest first); "
+                         f"see --limit\n")
+    return EXIT_OK
+
+
+def trials_best_first(experiment: dict) -> list[dict]:
+    """The trials, the best one first, then by their metric (better first), then those without one."""
+    best = (experiment.get("best") or {}).get("trial")
+    sign = -1 if experiment.get("maximize") else 1
+
+    def key(trial: dict):
+        value = trial.get("value")
+        scored = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return (trial.get("trial") != best, not scored, sign * value if scored else 0, trial.get("trial", 0))
+
+    return sorted(experiment.get("trials") or [], key=key)
+
+
+def cmd_experiment_show(service: JobService, args) -> int:
+    experiment = experiments_of(service).get(args.id)
+    if args.json:
+        print_json(experiment, sys.stdout)
+        return EXIT_OK
+    out = sys.stdout
+    status = experiment.get("status", "")
+    if experiment.get("reason"):
+        status += f": {experiment['reason']}"
+    counts = experiment.get("counts") or {}
+    lines = [
+        f"{experiment['id']}: {experiment.get('name')} ({experiment.get('template')})",
+        f"status:     {status}",
+        f"search:     {experiment_summary(experiment)}",
+        f"fixed:      {params_text(experiment.get('params'))}",
+        f"trials:     " + ", ".join(f"{counts.get(k, 0)} {k}" for k in
+                                    ("queued", "running", "completed", "pruned", "failed", "cancelled")),
+        f"created:    {experiment.get('created') or ''}" + (f", ended {experiment['ended']}"
+                                                            if experiment.get("ended") else ""),
+    ]
+    best = experiment.get("best")
+    if best:
+        at = f" at epoch {best['epoch']}" if best.get("epoch") is not None else ""
+        lines.append(f"best:       trial {best.get('trial')} (job {best.get('job_id')}): {params_text(best.get('params'))}"
+                     f"; {experiment.get('metric')} {number_text(best.get('value'))}{at}")
+        if best.get("model_path"):
+            lines.append(f"model:      {best['model_path']}")
+    else:
+        lines.append("best:       none yet")
+    controller = experiment.get("controller") or {}
+    if controller:
+        lines.append(f"controller: {controller.get('status')} (job {controller.get('job_id')}, "
+                     f"{controller.get('restarts', 0)} restarts)")
+    for line in lines:
+        out.write(clean(line) + "\n")
+    for note in experiment.get("notes") or []:
+        out.write(f"note:       {clean(note)}\n")
+    trials = trials_best_first(experiment)
+    out.write("\n")
+    if not trials:
+        out.write("no trials yet\n")
+        return EXIT_OK
+    searched = list(experiment.get("search") or {})
+    for trial in trials:  # a key searched inside an object parameter, or one the service added
+        searched += [k for k in (trial.get("params") or {}) if k not in searched]
+    rows = [[t.get("trial"), t.get("job_id"), t.get("status"),
+             *(number_text((t.get("params") or {}).get(k)) for k in searched),
+             number_text(t.get("value")), "" if t.get("epoch") is None else t["epoch"], t.get("restarts", 0)]
+            for t in trials]
+    print_table(["TRIAL", "JOB", "STATUS", *searched, experiment.get("metric") or "VALUE", "EPOCH", "RESTARTS"],
+                rows, out)
+    return EXIT_OK
+
+
+def cmd_experiment_cancel(service: JobService, args) -> int:
+    experiment = experiments_of(service).cancel(args.id)
+    if args.json:
+        print_json(experiment, sys.stdout)
+    else:
+        sys.stdout.write(f"{experiment['id']} {experiment.get('status')}\n")
+    return EXIT_OK
+
+
+def cmd_experiment_delete(service: JobService, args) -> int:
+    experiments_of(service).delete(args.id)
+    sys.stdout.write(f"{args.id} deleted\n")
+    return EXIT_OK
+
+
+def cmd_experiment_resume(service: JobService, args) -> int:
+    experiment = experiments_of(service).resume(args.id)
+    if args.json:
+        print_json(experiment, sys.stdout)
+    else:
+        controller = (experiment.get("controller") or {}).get("status", "")
+        sys.stdout.write(f"{experiment['id']} {experiment.get('status')}"
+                         + (f" (controller {controller})" if controller else "") + "\n")
+    return EXIT_OK
+
+
+def cmd_experiment_rerun_best(service: JobService, args) -> int:
+    experiments = experiments_of(service)
+    changes: dict[str, Any] = {}
+    if args.param:
+        experiment = experiments.get(args.id)
+        changes["params"] = convert_params(args.param, service.registry.templates.get(experiment.get("template")))
+    for key in ("name", "profile", "hours"):
+        if getattr(args, key) is not None:
+            changes[key] = getattr(args, key)
+    return submitted(service, experiments.rerun_best(args.id, changes), args)
+
+
+def cmd_experiment_csv(service: JobService, args) -> int:
+    sys.stdout.write(experiments_of(service).trials_csv(args.id))
+    return EXIT_OK
+
+
 # ----- the command line -------------------------------------------------------------------
 
 
@@ -601,6 +841,85 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--hours", type=float, help="another wall time in hours (default: the same)")
     follow_option(sub)
     json_option(sub)
+
+    sub = command("experiments", "list experiments (hyperparameter searches), newest first", cmd_experiments)
+    sub.add_argument("--status", choices=EXPERIMENT_STATUSES, help="only experiments with this status")
+    sub.add_argument("--limit", type=int, default=DEFAULT_LIMIT, metavar="N",
+                     help=f"at most N experiments, 1 to 1000 (default: {DEFAULT_LIMIT})")
+    json_option(sub)
+
+    summary = "create, show and manage an experiment: a hyperparameter search over jobs of one template"
+    group = commands.add_parser("experiment", help=summary, description=summary, epilog=EXPERIMENT_EPILOG,
+                                formatter_class=formatter)
+    actions = group.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    def action(name: str, summary: str, handler) -> argparse.ArgumentParser:
+        sub = actions.add_parser(name, help=summary, description=summary, epilog=EXPERIMENT_EPILOG,
+                                 formatter_class=formatter)
+        sub.set_defaults(handler=handler)
+        add_location_options(sub, on_subcommand=True)
+        return sub
+
+    def experiment_id(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("id", metavar="ID", help="the experiment id (see: clusterlab experiments)")
+
+    sub = action("create", "start an experiment; prints its id", cmd_experiment_create)
+    sub.add_argument("template", metavar="TEMPLATE", help="a training (or script) template id")
+    sub.add_argument("--name", required=True, help="the experiment's name: letters, digits and underscores")
+    param_option(sub)
+    sub.add_argument("--search", type=key_spec, action="append", metavar="KEY=SPEC",
+                     help="a searched parameter (repeatable): a,b,c (values, read by the template's type), "
+                          "a JSON array, uniform:MIN:MAX or loguniform:MIN:MAX, optionally followed by "
+                          ":step=S and/or :count=N; KEY may be PARAM.NAME inside an object parameter "
+                          "(python-script's options.lr)")
+    sub.add_argument("--searcher", choices=("grid", "random", "tpe"), help="how trials are picked (default: tpe)")
+    sub.add_argument("--early-stopping", choices=("none", "asha", "hyperband"),
+                     help="stop poor trials early (default: none)")
+    sub.add_argument("--divisor", type=int, metavar="N",
+                     help="ASHA's reduction factor: the top 1/N of trials at a rung go on (default: 4)")
+    sub.add_argument("--max-rungs", type=int, metavar="N", help="ASHA's rungs (default: 5)")
+    sub.add_argument("--metric", metavar="M", help="the metric to optimize (default: the template's first)")
+    goal = sub.add_mutually_exclusive_group()
+    goal.add_argument("--maximize", action="store_const", const=True, dest="maximize",
+                      help="larger is better (default: the metric's declared goal)")
+    goal.add_argument("--minimize", action="store_const", const=False, dest="maximize", help="smaller is better")
+    sub.add_argument("--max-trials", type=int, metavar="N", help="trials in all (default: a grid's size, else 16)")
+    sub.add_argument("--max-concurrent", type=int, metavar="N", dest="max_concurrent_trials",
+                     help="trials running at once (default: 4)")
+    sub.add_argument("--max-restarts", type=int, metavar="N",
+                     help="restarts of a trial killed from outside (default: 5)")
+    sub.add_argument("--profile", help="each trial's instance size (default: by the job form's rule)")
+    sub.add_argument("--hours", type=float, help="each trial's wall time in hours (default: the size's)")
+    json_option(sub)
+
+    sub = action("show", "show an experiment and its trials, best first", cmd_experiment_show)
+    experiment_id(sub)
+    json_option(sub)
+
+    sub = action("cancel", "cancel a running experiment and its running trials", cmd_experiment_cancel)
+    experiment_id(sub)
+    json_option(sub)
+
+    sub = action("delete", "delete an ended experiment, its trials' records and folders", cmd_experiment_delete)
+    experiment_id(sub)
+
+    sub = action("resume", "start an experiment's controller again if it is not running", cmd_experiment_resume)
+    experiment_id(sub)
+    json_option(sub)
+
+    sub = action("rerun-best", "submit the best trial's parameters again, with changes; prints the new job id",
+                 cmd_experiment_rerun_best)
+    experiment_id(sub)
+    param_option(sub)
+    sub.add_argument("--name", help="the new job's name (default: the best trial's)")
+    sub.add_argument("--profile", help="another instance size (default: the trial's)")
+    sub.add_argument("--hours", type=float, help="another wall time in hours (default: the trial's)")
+    follow_option(sub)
+    json_option(sub)
+
+    sub = action("csv", "print every trial as CSV: number, job, status, parameters, metric, epoch",
+                 cmd_experiment_csv)
+    experiment_id(sub)
 
     sub = commands.add_parser(
         "demo-data", help="write small synthetic data sets the templates learn well",

@@ -40,6 +40,15 @@ TEMPLATE_SCHEMA: dict[str, Any] = {
         # argv run in the job's output folder; "{template}" is the template's folder
         "entry": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
         "default_profile": {"type": "string"},
+        # what the template writes to metrics.jsonl, and which way is better: an experiment's metric is one of these
+        "metrics": {
+            "type": "object",
+            "propertyNames": {"pattern": "^[A-Za-z0-9_]+$"},
+            "additionalProperties": {
+                "type": "object", "additionalProperties": False, "required": ["goal"],
+                "properties": {"title": {"type": "string"}, "goal": {"enum": ["maximize", "minimize"]}},
+            },
+        },
         "parameters": {
             "type": "object",
             "required": ["type", "properties"],
@@ -66,6 +75,12 @@ class Template:
     version: str = "1"
     icon: str = ""
     default_profile: str = ""
+    metrics: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def any_metric(self) -> bool:
+        """A script template's metrics are whatever the user's own code reports."""
+        return self.kind == "script"
 
     def command(self) -> list[str]:
         """The entry argv, with ``{template}`` (its folder) and ``{python}`` filled in."""
@@ -86,6 +101,7 @@ class Template:
             "id": self.id, "name": self.name, "version": self.version, "kind": self.kind,
             "category": self.category, "description": self.description, "icon": self.icon,
             "default_profile": self.default_profile, "parameters": self.parameters,
+            "metrics": self.metrics, "any_metric": self.any_metric,
         }
 
 
@@ -110,6 +126,7 @@ def load_template(path: Path) -> Template:
         description=data["description"], entry=tuple(data["entry"]), parameters=data["parameters"],
         folder=path.parent.resolve(), version=str(data.get("version", "1")),
         icon=data.get("icon", ""), default_profile=data.get("default_profile", ""),
+        metrics=data.get("metrics", {}),
     )
 
 

@@ -37,10 +37,11 @@ from clusterlab_spawner.profiles import Profile, load_profiles
 from .backends import BackendError, make_backend
 from .progress import MetricsFiles
 from .registry import Registry, Template
-from .store import FINAL, STATUSES, Job, JobStore, dumps, utcnow
+from .store import DEFAULT_MAX_RESTARTS, FINAL, STATUSES, Job, JobStore, dumps, utcnow
 
 NAME_RULE = re.compile(r"^[A-Za-z0-9_]+$")
 MAX_PARAMS_BYTES = 64 * 1024
+MAX_RESTARTS_LIMIT = 20
 
 # what the code snapshot leaves out: data, checkpoints, outputs, environments
 SNAPSHOT_SUFFIXES = {".py", ".ipynb", ".sh", ".yaml", ".yml", ".json", ".toml", ".cfg", ".ini", ".txt", ".md", ".r"}
@@ -48,6 +49,30 @@ SNAPSHOT_SKIP_DIRS = {
     "data", "datasets", "checkpoints", "output", "outputs", "runs", "logs", "wandb", "mlruns",
     "node_modules", "__pycache__", "venv", "env", "site-packages",
 }
+
+
+def new_id() -> str:
+    """A job's (or an experiment's) id: when, and 6 random hex digits."""
+    return f"{utcnow():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+def check_name(name: Any, field: str = "name") -> str:
+    if not isinstance(name, str) or not NAME_RULE.match(name) or len(name) > 100:
+        raise JobError(400, f"{field} must be 1-100 letters, digits or underscores (A-Z, a-z, 0-9, _)", field)
+    return name
+
+
+def check_max_restarts(value: Any, field: str = "max_restarts") -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_RESTARTS_LIMIT:
+        raise JobError(400, f"{field} must be an integer from 0 to {MAX_RESTARTS_LIMIT}", field)
+    return value
+
+
+def check_page(limit: int, offset: int) -> None:
+    if not (1 <= limit <= 1000):
+        raise JobError(400, "limit must be from 1 to 1000", "limit")
+    if offset < 0:
+        raise JobError(400, "offset must be 0 or more", "offset")
 
 
 class JobError(Exception):
@@ -190,24 +215,24 @@ class JobService:
     def validate(self, request: Any) -> tuple[Template, str, dict, Any]:
         if not isinstance(request, dict):
             raise JobError(400, "the body must be a JSON object with template, name, params and profile")
-        unknown = sorted(set(request) - {"template", "name", "params", "profile", "hours"})
+        unknown = sorted(set(request) - {"template", "name", "params", "profile", "hours", "max_restarts"})
         if unknown:
             raise JobError(400, f"unknown field {unknown[0]!r}", unknown[0])
         template = self.template(request.get("template"))
-        name = request.get("name")
-        if not isinstance(name, str) or not NAME_RULE.match(name) or len(name) > 100:
-            raise JobError(400, "name must be 1-100 letters, digits or underscores (A-Z, a-z, 0-9, _)", "name")
+        name = check_name(request.get("name"))
         params = request.get("params", {})
         if not isinstance(params, dict):
             raise JobError(400, "params must be a JSON object", "params")
         if len(json.dumps(params)) > MAX_PARAMS_BYTES:
             raise JobError(413, f"params are larger than {MAX_PARAMS_BYTES // 1024} KB", "params")
         params = {**template.defaults(), **params}
-        self._check_params(template, params)
-        choice = self._choice(template, request.get("profile"), request.get("hours"))
+        self.check_params(template, params)
+        check_max_restarts(request.get("max_restarts", DEFAULT_MAX_RESTARTS))
+        choice = self.choice(template, request.get("profile"), request.get("hours"))
         return template, name, params, choice
 
-    def _check_params(self, template: Template, params: dict) -> None:
+    def check_params(self, template: Template, params: dict) -> None:
+        """``params`` against the template's JSON Schema (paths inside the user's roots); JobError naming the field."""
         checker = jsonschema.FormatChecker()
 
         @checker.checks("path", raises=ValueError)
@@ -229,7 +254,7 @@ class JobService:
         field = f"params.{where}" if where else "params"
         raise JobError(400, f"{where or 'params'}: {message}", field)
 
-    def _choice(self, template: Template, profile: Any, hours: Any):
+    def choice(self, template: Template, profile: Any, hours: Any):
         """The validated size and hours; a size the backend says can never run here is refused.
 
         Where the backend cannot tell (sinfo failing, Kubernetes), nothing is impossible
@@ -250,28 +275,38 @@ class JobService:
 
     # ----- creating a job ---------------------------------------------------------------
 
-    def submit(self, request: Any, rerun_of: str | None = None) -> Job:
+    def submit(self, request: Any, rerun_of: str | None = None, experiment: tuple[str, int] | None = None) -> Job:
+        """Validate ``request`` and start it; ``experiment``: (its id, the trial number) for a trial."""
         template, name, params, choice = self.validate(request)
-        job_id = f"{utcnow():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+        job_id = new_id()
         root = self.settings.jobs_root
         staging, folder = root / f".staging-{job_id}", root / job_id
+        experiment_id, trial = experiment if experiment else (None, None)
         job = Job(
             id=job_id, name=name, template=template.id, template_version=template.version,
             params=params, profile=choice.profile.id, hours=choice.hours,
             backend=self.backend.name, folder=str(folder), status="queued", rerun_of=rerun_of,
-            submit_time=utcnow(),
+            submit_time=utcnow(), experiment_id=experiment_id, trial=trial,
+            max_restarts=request.get("max_restarts", DEFAULT_MAX_RESTARTS), restarts=0, restart_history=[],
         )
         try:
             self._write_folder(staging, folder, job, template, choice)
             staging.rename(folder)
-            env = self._job_environment()
-            job.scheduler_id = self.backend.submit(job, folder / "job.sh", folder / "log.txt", env)
-        except BackendError as e:
+        except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return self.launch(job)
+
+    def launch(self, job: Job) -> Job:
+        """Submit a job whose folder is ready (its ``job.sh``) and record it; a refusal removes the folder."""
+        folder = Path(job.folder)
+        try:
+            job.scheduler_id = self.backend.submit(job, folder / "job.sh", folder / "log.txt", self._job_environment())
+        except BackendError as e:
             shutil.rmtree(folder, ignore_errors=True)
             raise JobError(502, str(e), "profile") from None
         except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
             shutil.rmtree(folder, ignore_errors=True)
             raise
         self.store.add(job)
@@ -290,8 +325,12 @@ class JobService:
         }
         (staging / "job.json").write_text(dumps(record))
         (staging / "params.json").write_text(dumps(job.params))
+        (staging / "job.sh").write_text(self.job_script(job, folder, template, choice))
+
+    def job_script(self, job: Job, folder: Path, template: Template, choice) -> str:
+        """``job.sh`` for ``job`` in ``folder``: the backend's directives, our variables, the template's argv."""
         directives = self.backend.directives(job, folder / "log.txt", choice)
-        (staging / "job.sh").write_text(self._script(folder, template, directives, self._job_variables(folder, choice)))
+        return self._script(folder, template, directives, self._job_variables(folder, choice))
 
     @staticmethod
     def _script(folder: Path, template: Template, directives: list[str], variables: dict) -> str:
@@ -404,14 +443,13 @@ class JobService:
     def _metrics_path(job: Job) -> Path:
         return Path(job.folder) / "output" / "metrics.jsonl"
 
-    def list(self, status: str | None = None, template: str | None = None, limit: int = 100, offset: int = 0):
+    def list(self, status: str | None = None, template: str | None = None, limit: int = 100, offset: int = 0,
+             experiment_id: str | None = None):
+        """The user's jobs, newest first (experiment trials among them; controllers are not jobs one lists)."""
         if status and status not in STATUSES:
             raise JobError(400, f"status must be one of {', '.join(STATUSES)}", "status")
-        if not (1 <= limit <= 1000):
-            raise JobError(400, "limit must be from 1 to 1000", "limit")
-        if offset < 0:
-            raise JobError(400, "offset must be 0 or more", "offset")
-        return self.store.list(status, template, limit, offset)
+        check_page(limit, offset)
+        return self.store.list(status, template, limit, offset, experiment_id=experiment_id)
 
     def refresh_if_older(self, max_age: float) -> None:
         """Refresh unless the last look at the scheduler is younger than ``max_age`` seconds."""
@@ -419,18 +457,55 @@ class JobService:
             self.refresh()
 
     def refresh(self) -> int:
-        """Ask the backend once about every unfinished job; returns how many changed."""
+        """Ask the backend once about every unfinished job; returns how many changed.
+
+        A job that ended for a reason not its own (``restartable``: killed, its node
+        failed, preempted) is started again on its folder while it has restarts left.
+        """
         self._refreshed_at = time.monotonic()
-        changes = self.backend.statuses(self.store.unfinished())
+        unfinished = {job.id: job for job in self.store.unfinished()}
+        changes = self.backend.statuses(list(unfinished.values()))
         for job_id, change in changes.items():
-            self.store.update(job_id, **change)
+            job = unfinished[job_id]
+            if change.pop("restartable", False) and (job.restarts or 0) < job.max_restarts:
+                self._restart(job, change.get("reason", ""))
+            else:
+                self.store.update(job_id, **change)
         return len(changes)
 
+    def _restart(self, job: Job, why: str) -> None:
+        """Run ``job.sh`` again on the same folder (the template continues from its checkpoint)."""
+        if not self.store.claim(job.id, job.scheduler_id, "restarting"):
+            return  # another poller (the server's, or an experiment's controller) is restarting it
+        folder = Path(job.folder)
+        (folder / "exit_code").unlink(missing_ok=True)
+        number = (job.restarts or 0) + 1
+        history = [*(job.restart_history or []), {"time": utcnow().isoformat(), "reason": why}]
+        with open(folder / "log.txt", "a") as log:
+            log.write(f"\nClusterLab: {why}; restart {number} of at most {job.max_restarts}, "
+                      "from the latest checkpoint\n")
+        try:
+            scheduler_id = self.backend.submit(job, folder / "job.sh", folder / "log.txt", self._job_environment())
+        except BackendError as e:
+            self.store.update(job.id, status="failed", end_time=utcnow(), restart_history=history,
+                              reason=f"{why}; its restart was refused: {e}"[:500])
+            return
+        self.store.update(job.id, status="queued", scheduler_id=scheduler_id, restarts=number,
+                          restart_history=history, reason=f"restarted after: {why}"[:500],
+                          exit_code=None, end_time=None, node="")
+
     def cancel(self, job_id: str) -> Job:
+        return self._stop(job_id, "cancelled", "")
+
+    def prune(self, job_id: str, why: str) -> Job:
+        """Stop a trial an experiment's pruner gave up on: its status becomes ``pruned``, with ``why``."""
+        return self._stop(job_id, "pruned", why)
+
+    def _stop(self, job_id: str, mark: str, text: str) -> Job:
         job = self.get(job_id)
         if job.final:
             raise JobError(409, f"job {job_id} has already ended ({job.status})", "id")
-        (Path(job.folder) / "cancelled").touch()
+        (Path(job.folder) / mark).write_text(text)  # first: however it then ends, this is how
         try:
             self.backend.cancel(job)
         except BackendError as e:
@@ -442,7 +517,7 @@ class JobService:
         job = self.get(job_id)
         if not isinstance(changes, dict):
             raise JobError(400, "the body must be a JSON object", "")
-        unknown = sorted(set(changes) - {"params", "name", "profile", "hours"})
+        unknown = sorted(set(changes) - {"params", "name", "profile", "hours", "max_restarts"})
         if unknown:
             raise JobError(400, f"unknown field {unknown[0]!r}", unknown[0])
         new_params = changes.get("params", {})
@@ -452,6 +527,7 @@ class JobService:
             "template": job.template, "name": changes.get("name", job.name),
             "params": {**job.params, **new_params},
             "profile": changes.get("profile", job.profile), "hours": changes.get("hours", job.hours),
+            "max_restarts": changes.get("max_restarts", job.max_restarts),
         }
         return self.submit(request, rerun_of=job.id)
 

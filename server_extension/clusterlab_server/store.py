@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import OperationalError
-from sqlalchemy import JSON, DateTime, Integer, String, create_engine, event, func, select
+from sqlalchemy import JSON, DateTime, Integer, String, create_engine, delete, event, func, inspect, select, text, update
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-STATUSES = ("queued", "running", "completed", "failed", "cancelled")
-FINAL = ("completed", "failed", "cancelled")
+# pruned: stopped early by an experiment's pruner (ASHA), neither the user's cancel nor a failure
+STATUSES = ("queued", "running", "completed", "failed", "cancelled", "pruned")
+FINAL = ("completed", "failed", "cancelled", "pruned")
+DEFAULT_MAX_RESTARTS = 5  # Determined's default
 
 
 class Base(DeclarativeBase):
@@ -50,6 +52,14 @@ class Job(Base):
     submit_time: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     start_time: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     end_time: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # "job", or "controller" (an experiment's controller: a job too, but not listed among the user's jobs)
+    kind: Mapped[str] = mapped_column(String(20), default="job", index=True)
+    experiment_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    trial: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # restarts after ends that were not the job's own error (a kill, a node failure, a preemption)
+    restarts: Mapped[int] = mapped_column(Integer, default=0)
+    max_restarts: Mapped[int] = mapped_column(Integer, default=DEFAULT_MAX_RESTARTS)
+    restart_history: Mapped[list] = mapped_column(JSON, default=list)
 
     @property
     def final(self) -> bool:
@@ -71,6 +81,8 @@ class Job(Base):
             "reason": self.reason, "node": self.node, "exit_code": self.exit_code,
             "rerun_of": self.rerun_of, "submit_time": iso(self.submit_time),
             "start_time": iso(self.start_time), "end_time": iso(self.end_time),
+            "experiment_id": self.experiment_id, "trial": self.trial, "restarts": self.restarts or 0,
+            "max_restarts": self.max_restarts, "restart_history": self.restart_history or [],
         }
 
 
@@ -92,6 +104,7 @@ class JobStore:
             # two processes (the server and a CLI, say) creating a new store at once
             if "already exists" not in str(e):
                 raise
+        add_missing_columns(self.engine)
         self.session: sessionmaker[Session] = sessionmaker(self.engine, expire_on_commit=False)
 
     def add(self, job: Job) -> None:
@@ -103,8 +116,11 @@ class JobStore:
             return s.get(Job, job_id)
 
     def list(self, status: str | None = None, template: str | None = None,
-             limit: int = 100, offset: int = 0) -> tuple[list[Job], int]:
-        query = select(Job)
+             limit: int = 100, offset: int = 0, experiment_id: str | None = None,
+             kind: str = "job") -> tuple[list[Job], int]:
+        query = select(Job).where(Job.kind == kind)
+        if experiment_id:
+            query = query.where(Job.experiment_id == experiment_id)
         if status:
             query = query.where(Job.status == status)
         if template:
@@ -118,6 +134,24 @@ class JobStore:
         with self.session() as s:
             return list(s.scalars(select(Job).where(Job.status.not_in(FINAL))))
 
+    def of_experiment(self, experiment_id: str) -> list[Job]:
+        """Every job of an experiment (its trials and its controller), in trial order."""
+        with self.session() as s:
+            return list(s.scalars(select(Job).where(Job.experiment_id == experiment_id).order_by(Job.trial)))
+
+    def claim(self, job_id: str, scheduler_id: str, marker: str) -> bool:
+        """Set ``scheduler_id`` to ``marker`` only if it still is ``scheduler_id``: one of several
+        pollers (the server's, an experiment controller's) wins the right to restart a job."""
+        with self.session.begin() as s:
+            result = s.execute(
+                update(Job).where(Job.id == job_id, Job.scheduler_id == scheduler_id).values(scheduler_id=marker)
+            )
+            return result.rowcount == 1
+
+    def delete(self, job_ids: list[str]) -> None:
+        with self.session.begin() as s:
+            s.execute(delete(Job).where(Job.id.in_(job_ids)))
+
     def update(self, job_id: str, **changes) -> Job | None:
         with self.session.begin() as s:
             job = s.get(Job, job_id)
@@ -126,6 +160,30 @@ class JobStore:
             for key, value in changes.items():
                 setattr(job, key, value)
             return job
+
+
+def add_missing_columns(engine) -> None:
+    """Columns added since a store was made get added to it (SQLite's ALTER TABLE ADD COLUMN),
+    with their defaults, so that a user's existing jobs stay listed after an upgrade."""
+    for table in Base.metadata.sorted_tables:
+        present = {column["name"] for column in inspect(engine).get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present:
+                continue
+            kind = column.type.compile(engine.dialect)
+            default = column.default.arg if column.default is not None and not callable(column.default.arg) else None
+            if isinstance(default, str):
+                clause = f" DEFAULT '{default}'"
+            elif isinstance(default, int):
+                clause = f" DEFAULT {default}"
+            else:
+                clause = ""
+            with engine.begin() as connection:
+                try:
+                    connection.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}{clause}'))
+                except OperationalError as e:  # another process added it first
+                    if "duplicate column" not in str(e):
+                        raise
 
 
 def dumps(data: Any) -> str:

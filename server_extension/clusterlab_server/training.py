@@ -15,6 +15,10 @@ A template script starts with ``job = TrainingJob.from_environment()`` and gets:
   its metrics and event files continue where they stopped;
 - ``fail(message)``: stop before any training with a message a user understands.
 
+A user's own script (the ``python-script`` template) takes part with one line
+per epoch, ``report(epoch, epochs, val_accuracy=...)``, and reads the values an
+experiment chose for it with ``options()``.
+
 Only the standard library is imported here at module level, so a template can
 report bad input before paying for ``import torch``.
 """
@@ -38,6 +42,22 @@ def fail(message: str) -> None:
     """Stop the job with a message a user understands (exit status 2)."""
     print(f"error: {message}", file=sys.stderr, flush=True)
     sys.exit(2)
+
+
+def options() -> dict:
+    """The ``options`` parameter of a python-script job (an experiment's searched values); {} outside a job."""
+    params_file = os.environ.get("CLUSTERLAB_PARAMS")
+    return dict(json.loads(Path(params_file).read_text()).get("options") or {}) if params_file else {}
+
+
+def report(epoch: int, epochs: int, step: int | None = None, **metrics: float) -> None:
+    """Append one epoch's metrics to the job's ``metrics.jsonl``: its progress bar and charts, and an
+    experiment's early stopping, read them. E.g. ``report(3, 10, val_accuracy=0.81, val_loss=0.52)``.
+
+    The line: ``{"step", "epoch", "epochs", "time", "metrics": {name: number}}``.
+    """
+    output = Path(os.environ.get("CLUSTERLAB_OUTPUT", os.getcwd()))
+    MetricsLog(output / "metrics.jsonl").write(epoch if step is None else step, epoch, epochs, **metrics)
 
 
 class MetricsLog:

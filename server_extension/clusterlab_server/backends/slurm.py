@@ -28,6 +28,10 @@ from ..store import Job, utcnow
 from .common import BackendError, ended_status
 
 
+# ends Slurm inflicted, which a restart from the checkpoint may get past; a TIMEOUT is the hours asked for
+SLURM_ENDS_NOT_ITS_OWN = ("OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL")
+
+
 class SlurmBackend:
     name = "slurm"
 
@@ -99,9 +103,10 @@ class SlurmBackend:
                 change = ended_status(job.folder, reason)
                 if seen is not None and seen.nodes:
                     change["node"] = seen.first_node  # where it ran, even if we never saw it running
-                if seen is not None and seen.state in ("TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED"):
-                    change.update(status="failed", reason=f"Slurm: {seen.state.lower().replace('_', ' ')}")
-            if any(getattr(job, key) != value for key, value in change.items() if key != "start_time"):
+                if seen is not None and seen.state in SLURM_ENDS_NOT_ITS_OWN + ("TIMEOUT",):
+                    change.update(status="failed", reason=f"Slurm: {seen.state.lower().replace('_', ' ')}",
+                                  restartable=seen.state in SLURM_ENDS_NOT_ITS_OWN)
+            if any(getattr(job, key) != value for key, value in change.items() if key not in ("start_time", "restartable")):
                 changes[job.id] = change
         return changes
 

@@ -468,22 +468,26 @@ class JobService:
         for job_id, change in changes.items():
             job = unfinished[job_id]
             if change.pop("restartable", False) and (job.restarts or 0) < job.max_restarts:
-                self._restart(job, change.get("reason", ""))
+                self.restart(job, change.get("reason", ""))
             else:
                 self.store.update(job_id, **change)
         return len(changes)
 
-    def _restart(self, job: Job, why: str) -> None:
-        """Run ``job.sh`` again on the same folder (the template continues from its checkpoint)."""
+    def restart(self, job: Job, why: str, count: bool = True) -> None:
+        """Run ``job.sh`` again on the same folder (the template continues from its checkpoint).
+
+        ``count``: a restart after a failure counts against ``max_restarts``; one the user asked for does not.
+        """
         if not self.store.claim(job.id, job.scheduler_id, "restarting"):
             return  # another poller (the server's, or an experiment's controller) is restarting it
         folder = Path(job.folder)
-        (folder / "exit_code").unlink(missing_ok=True)
-        number = (job.restarts or 0) + 1
+        for mark in ("exit_code", "cancelled", "pruned") if not count else ("exit_code",):
+            (folder / mark).unlink(missing_ok=True)
+        number = (job.restarts or 0) + (1 if count else 0)
         history = [*(job.restart_history or []), {"time": utcnow().isoformat(), "reason": why}]
         with open(folder / "log.txt", "a") as log:
-            log.write(f"\nClusterLab: {why}; restart {number} of at most {job.max_restarts}, "
-                      "from the latest checkpoint\n")
+            of = f"restart {number} of at most {job.max_restarts}" if count else "started again"
+            log.write(f"\nClusterLab: {why}; {of}, from the latest checkpoint\n")
         try:
             scheduler_id = self.backend.submit(job, folder / "job.sh", folder / "log.txt", self._job_environment())
         except BackendError as e:
@@ -491,7 +495,7 @@ class JobService:
                               reason=f"{why}; its restart was refused: {e}"[:500])
             return
         self.store.update(job.id, status="queued", scheduler_id=scheduler_id, restarts=number,
-                          restart_history=history, reason=f"restarted after: {why}"[:500],
+                          restart_history=history, reason=(f"restarted after: {why}" if count else why)[:500],
                           exit_code=None, end_time=None, node="")
 
     def cancel(self, job_id: str) -> Job:

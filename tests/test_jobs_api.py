@@ -143,7 +143,9 @@ def test_openapi_document_describes_every_route(api):
     assert set(doc["paths"]) == {
         "/templates", "/templates/{template_id}", "/profiles", "/jobs", "/jobs/{job_id}",
         "/jobs/{job_id}/log", "/jobs/{job_id}/metrics", "/jobs/{job_id}/rerun", "/openapi.json",
-        "/tensorboard", "/gpus",
+        "/tensorboard", "/gpus", "/experiments", "/experiments/{experiment_id}",
+        "/experiments/{experiment_id}/cancel", "/experiments/{experiment_id}/resume",
+        "/experiments/{experiment_id}/rerun-best", "/experiments/{experiment_id}/trials.csv",
     }
 
 

@@ -12,7 +12,9 @@ import asyncio
 from pathlib import Path
 
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Float, List, Unicode
+from traitlets import Float, Integer, List, Unicode
+
+from .experiments.service import DEFAULT_QUOTA, ExperimentService
 
 from .handlers import handlers
 from .service import JobService, Settings
@@ -32,6 +34,10 @@ class ClusterLabApp(ExtensionApp):
     )
     profiles_file = Unicode("", config=True, help="Instance sizes (default: the hub's, from CLUSTERLAB_PROFILES).")
     poll_interval = Float(5, config=True, help="Seconds between looks at the scheduler for unfinished jobs.")
+    max_concurrent_trials = Integer(
+        DEFAULT_QUOTA, config=True,
+        help="Most trials one experiment may run at once (the user's quota; CLUSTERLAB_MAX_CONCURRENT_TRIALS).",
+    )
     tensorboard_idle_timeout = Float(
         900, config=True, help="Seconds without use after which the user's TensorBoard stops (0: never).",
     )
@@ -55,6 +61,10 @@ class ClusterLabApp(ExtensionApp):
         self.service = JobService(settings)
         self.settings["clusterlab_service"] = self.service
         self.settings["clusterlab_poll_interval"] = self.poll_interval
+        self.experiments = ExperimentService(self.service, max_concurrent_trials=settings.max_concurrent_trials
+                                             if "max_concurrent_trials" not in self.config.get("ClusterLabApp", {})
+                                             else self.max_concurrent_trials)
+        self.settings["clusterlab_experiments"] = self.experiments
         self.tensorboard = TensorBoardManager(self.service, base_url=self.serverapp.base_url,
                                               idle_timeout=self.tensorboard_idle_timeout, log=self.log)
         self.settings["clusterlab_tensorboard"] = self.tensorboard

@@ -17,6 +17,7 @@ from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
 from . import gpus
+from .experiments.service import ExperimentService
 from .openapi import openapi_document
 from .service import JobError, JobService
 from .tensorboard import TensorBoardManager
@@ -185,6 +186,79 @@ class LogHandler(ClusterLabHandler):
         self.reply(chunk)
 
 
+class ExperimentsBase(ClusterLabHandler):
+    @property
+    def experiments(self) -> ExperimentService:
+        return self.settings["clusterlab_experiments"]
+
+
+class ExperimentsHandler(ExperimentsBase):
+    @web.authenticated
+    @json_errors
+    async def get(self):
+        await self.fresh()
+        experiments, total = self.experiments.list(
+            status=self.get_query_argument("status", None),
+            limit=self.int_argument("limit", 100), offset=self.int_argument("offset", 0),
+        )
+        self.reply({"experiments": experiments, "total": total})
+
+    @web.authenticated
+    @json_errors
+    async def post(self):
+        # off the event loop: checking paths and sizes may wait on the scheduler (sinfo)
+        experiment = await asyncio.to_thread(self.experiments.create, self.body())
+        self.set_header("Location", self.request.path.rstrip("/") + "/" + experiment["id"])
+        self.reply(experiment, 201)
+
+
+class ExperimentHandler(ExperimentsBase):
+    @web.authenticated
+    @json_errors
+    async def get(self, experiment_id):
+        await self.fresh()
+        self.reply(self.experiments.get(experiment_id))
+
+    @web.authenticated
+    @json_errors
+    async def delete(self, experiment_id):
+        await asyncio.to_thread(self.experiments.delete, experiment_id)
+        self.set_status(204)
+        self.finish()
+
+
+class ExperimentCancelHandler(ExperimentsBase):
+    @web.authenticated
+    @json_errors
+    async def post(self, experiment_id):
+        self.reply(await asyncio.to_thread(self.experiments.cancel, experiment_id))
+
+
+class ExperimentResumeHandler(ExperimentsBase):
+    @web.authenticated
+    @json_errors
+    async def post(self, experiment_id):
+        self.reply(await asyncio.to_thread(self.experiments.resume, experiment_id))
+
+
+class ExperimentRerunBestHandler(ExperimentsBase):
+    @web.authenticated
+    @json_errors
+    async def post(self, experiment_id):
+        job = await asyncio.to_thread(self.experiments.rerun_best, experiment_id, self.body())
+        self.reply(self.service.job_json(job), 201)
+
+
+class ExperimentCSVHandler(ExperimentsBase):
+    @web.authenticated
+    @json_errors
+    def get(self, experiment_id):
+        text = self.experiments.trials_csv(experiment_id)
+        self.set_header("Content-Type", "text/csv; charset=utf-8")
+        self.set_header("Content-Disposition", f'attachment; filename="experiment-{experiment_id}-trials.csv"')
+        self.finish(text)
+
+
 class GPUsHandler(ClusterLabHandler):
     @web.authenticated
     @json_errors
@@ -225,6 +299,7 @@ class OpenAPIHandler(ClusterLabHandler):
 
 def handlers(base: str) -> list[tuple]:
     job = r"(?P<job_id>[^/]+)"
+    experiment = r"(?P<experiment_id>[^/]+)"
     return [
         (f"{base}/templates", TemplatesHandler),
         (f"{base}/templates/(?P<template_id>[^/]+)", TemplateHandler),
@@ -234,6 +309,12 @@ def handlers(base: str) -> list[tuple]:
         (f"{base}/jobs/{job}/log", LogHandler),
         (f"{base}/jobs/{job}/metrics", MetricsHandler),
         (f"{base}/jobs/{job}/rerun", RerunHandler),
+        (f"{base}/experiments", ExperimentsHandler),
+        (f"{base}/experiments/{experiment}", ExperimentHandler),
+        (f"{base}/experiments/{experiment}/cancel", ExperimentCancelHandler),
+        (f"{base}/experiments/{experiment}/resume", ExperimentResumeHandler),
+        (f"{base}/experiments/{experiment}/rerun-best", ExperimentRerunBestHandler),
+        (f"{base}/experiments/{experiment}/trials.csv", ExperimentCSVHandler),
         (f"{base}/tensorboard", TensorBoardHandler),
         (f"{base}/gpus", GPUsHandler),
         (f"{base}/openapi.json", OpenAPIHandler),

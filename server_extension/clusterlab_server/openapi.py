@@ -107,6 +107,86 @@ JOB = {
                            "null when the jobs live outside it",
         },
         "tensorboard": {"type": "boolean", "description": "whether it has written TensorBoard events"},
+        "experiment_id": {"type": ["string", "null"], "description": "the experiment of which it is a trial"},
+        "trial": {"type": ["integer", "null"], "description": "its trial number in that experiment"},
+        "restarts": {"type": "integer", "description": "restarts after ends not its own (killed, node failure)"},
+        "max_restarts": {"type": "integer"},
+        "restart_history": {"type": "array", "items": {
+            "type": "object", "required": ["time", "reason"],
+            "properties": {"time": {"type": "string", "format": "date-time"}, "reason": {"type": "string"}}}},
+    },
+}
+
+SEARCH_ENTRY = {
+    "oneOf": [
+        {"type": "array", "minItems": 1, "description": "values (a grid, or categorical choices)",
+         "items": {"type": ["string", "number", "integer", "boolean", "null"]}},
+        {"type": "object", "required": ["min", "max"], "additionalProperties": False,
+         "description": "a range of a number or integer parameter",
+         "properties": {"min": {"type": "number"}, "max": {"type": "number"}, "log": {"type": "boolean"},
+                        "step": {"type": "number"}, "count": {"type": "integer", "minimum": 1}}},
+    ],
+}
+
+EXPERIMENT_REQUEST = {
+    "type": "object",
+    "required": ["template", "name", "search"],
+    "additionalProperties": False,
+    "properties": {
+        "template": {"type": "string"},
+        "name": {"type": "string", "pattern": NAME_RULE.pattern, "maxLength": 100},
+        "params": {"type": "object", "description": "fixed parameters"},
+        "search": {"type": "object", "minProperties": 1, "additionalProperties": SEARCH_ENTRY,
+                   "description": "parameter (or object.key) -> values or a range"},
+        "searcher": {"type": "string", "enum": ["grid", "random", "tpe"]},
+        "early_stopping": {"type": "string", "enum": ["none", "asha", "hyperband"]},
+        "divisor": {"type": "integer", "minimum": 2, "maximum": 10},
+        "max_rungs": {"type": "integer", "minimum": 1, "maximum": 10},
+        "metric": {"type": "string"},
+        "maximize": {"type": "boolean"},
+        "max_trials": {"type": "integer", "minimum": 1, "maximum": 1000},
+        "max_concurrent_trials": {"type": "integer", "minimum": 1},
+        "max_restarts": {"type": "integer", "minimum": 0, "maximum": 20},
+        "profile": {"type": "string"},
+        "hours": {"type": "number", "exclusiveMinimum": 0},
+    },
+}
+
+TRIAL = {
+    "type": "object",
+    "required": ["trial", "job_id", "status", "params", "value", "epoch", "curve", "restarts"],
+    "properties": {
+        "trial": {"type": "integer"}, "job_id": {"type": "string"}, "name": {"type": "string"},
+        "status": {"type": "string", "enum": list(STATUSES)}, "reason": {"type": "string"},
+        "params": {"type": "object", "description": "the searched parameters' values"},
+        "value": {"type": ["number", "null"], "description": "the metric at its latest epoch"},
+        "epoch": {"type": ["integer", "null"]}, "epochs": {"type": ["integer", "null"]},
+        "restarts": {"type": "integer"}, "tensorboard": {"type": "boolean"},
+        "curve": {"type": "array", "items": {"type": "array", "items": {"type": "number"}},
+                  "description": "[epoch, metric] per epoch"},
+    },
+}
+
+EXPERIMENT = {
+    "type": "object",
+    "required": ["id", "name", "template", "status", "search", "searcher", "metric", "maximize", "max_trials",
+                 "max_concurrent_trials", "counts", "best", "created"],
+    "properties": {
+        **{key: value for key, value in EXPERIMENT_REQUEST["properties"].items()},
+        "id": {"type": "string"},
+        "epochs": {"type": "integer", "description": "the most epochs a trial trains (0: not known)"},
+        "status": {"type": "string", "enum": ["running", "completed", "failed", "cancelled"]},
+        "reason": {"type": "string"},
+        "notes": {"type": "array", "items": {"type": "string"}},
+        "created": {"type": "string", "format": "date-time"},
+        "ended": {"type": ["string", "null"], "format": "date-time"},
+        "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "best": {"type": ["object", "null"], "properties": {
+            "trial": {"type": "integer"}, "job_id": {"type": "string"}, "params": {"type": "object"},
+            "value": {"type": "number"}, "epoch": {"type": ["integer", "null"]},
+            "model_path": {"type": ["string", "null"]}}},
+        "controller": {"type": ["object", "null"]},
+        "trials": {"type": "array", "items": TRIAL},
     },
 }
 
@@ -123,6 +203,8 @@ TEMPLATE = {
         "icon": {"type": "string"},
         "default_profile": {"type": "string"},
         "parameters": {"type": "object", "description": "a JSON Schema object"},
+        "metrics": {"type": "object", "description": "metric name -> {title, goal: maximize | minimize}"},
+        "any_metric": {"type": "boolean", "description": "an experiment may name any metric (a script's own)"},
     },
 }
 
@@ -137,6 +219,8 @@ SUBMIT = {
         "profile": {"type": "string", "description": "a size whose availability is not impossible (else 400); "
                     "absent: the template's default if it can run here, else the first size that can"},
         "hours": {"type": "number", "exclusiveMinimum": 0},
+        "max_restarts": {"type": "integer", "minimum": 0, "maximum": 20,
+                         "description": "restarts after ends not its own (a kill, a node failure); default 5"},
     },
 }
 
@@ -191,6 +275,7 @@ def _errors(*codes: int) -> dict:
 
 OFFSET = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
 JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
+EXPERIMENT_ID = {"name": "experiment_id", "in": "path", "required": True, "schema": {"type": "string"}}
 
 
 def _with_forbidden(paths: dict) -> dict:
@@ -204,6 +289,7 @@ def _with_forbidden(paths: dict) -> dict:
 
 def openapi_document(base_url: str = "/") -> dict:
     job_ref = {"$ref": "#/components/schemas/Job"}
+    experiment_ref = {"$ref": "#/components/schemas/Experiment"}
     return {
         "openapi": "3.1.0",
         "info": {
@@ -213,7 +299,8 @@ def openapi_document(base_url: str = "/") -> dict:
         },
         "servers": [{"url": base_url.rstrip("/") + "/clusterlab/api"}],
         "components": {
-            "schemas": {"Error": ERROR, "JupyterError": JUPYTER_ERROR, "Job": JOB, "Template": TEMPLATE},
+            "schemas": {"Error": ERROR, "JupyterError": JUPYTER_ERROR, "Job": JOB, "Template": TEMPLATE,
+                        "Experiment": EXPERIMENT},
             "responses": {"Forbidden": _json({"$ref": "#/components/schemas/JupyterError"},
                                              "no valid token (jupyter_server's answer)")},
             "securitySchemes": {"token": {"type": "apiKey", "in": "header", "name": "Authorization"}},
@@ -298,6 +385,56 @@ def openapi_document(base_url: str = "/") -> dict:
                 "parameters": [JOB_ID],
                 "requestBody": {"required": True, "content": {"application/json": {"schema": RERUN}}},
                 "responses": {"201": _json(job_ref, "the new job"), **_errors(400, 404, 413, 502)},
+            }},
+            "/experiments": {
+                "get": {
+                    "summary": "Experiments (hyperparameter searches), newest first",
+                    "parameters": [
+                        {"name": "status", "in": "query",
+                         "schema": {"type": "string", "enum": ["running", "completed", "failed", "cancelled"]}},
+                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                        {"name": "offset", "in": "query", "schema": OFFSET},
+                    ],
+                    "responses": {"200": _json({
+                        "type": "object", "required": ["experiments", "total"],
+                        "properties": {"experiments": {"type": "array", "items": experiment_ref},
+                                       "total": {"type": "integer"}},
+                    }, "experiments"), **_errors(400)},
+                },
+                "post": {
+                    "summary": "Start an experiment: trials of a template over a search space, run as jobs",
+                    "requestBody": {"required": True,
+                                    "content": {"application/json": {"schema": EXPERIMENT_REQUEST}}},
+                    "responses": {"201": _json(experiment_ref, "the experiment"), **_errors(400, 404, 413, 502)},
+                },
+            },
+            "/experiments/{experiment_id}": {
+                "get": {"summary": "An experiment with its trials", "parameters": [EXPERIMENT_ID],
+                        "responses": {"200": _json(experiment_ref, "the experiment"), **_errors(404)}},
+                "delete": {"summary": "Delete an ended experiment, its trials' records and folders",
+                           "parameters": [EXPERIMENT_ID],
+                           "responses": {"204": {"description": "deleted"}, **_errors(404, 409)}},
+            },
+            "/experiments/{experiment_id}/cancel": {"post": {
+                "summary": "Cancel an experiment and its unfinished trials", "parameters": [EXPERIMENT_ID],
+                "responses": {"200": _json(experiment_ref, "the experiment"), **_errors(404, 409, 502)},
+            }},
+            "/experiments/{experiment_id}/resume": {"post": {
+                "summary": "Start an experiment's controller again (it resumes where it stopped)",
+                "parameters": [EXPERIMENT_ID],
+                "responses": {"200": _json(experiment_ref, "the experiment"), **_errors(404, 409, 502)},
+            }},
+            "/experiments/{experiment_id}/rerun-best": {"post": {
+                "summary": "Run the best trial again as a job, with some parameters changed (more epochs)",
+                "parameters": [EXPERIMENT_ID],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": RERUN}}},
+                "responses": {"201": _json(job_ref, "the new job"), **_errors(400, 404, 409, 413, 502)},
+            }},
+            "/experiments/{experiment_id}/trials.csv": {"get": {
+                "summary": "Every trial of an experiment as CSV", "parameters": [EXPERIMENT_ID],
+                "responses": {"200": {"description": "one row per trial",
+                                      "content": {"text/csv": {"schema": {"type": "string"}}}},
+                              **_errors(404)},
             }},
             "/gpus": {"get": {
                 "summary": "The GPUs granted to this server and their use",

@@ -98,6 +98,7 @@ class Settings:
     extra_roots: list[Path] = dataclasses.field(default_factory=list)
     snapshot_max_bytes: int = 20 * 1024 * 1024
     slurm_bin_dir: str = "/usr/bin"
+    max_concurrent_trials: int = 8  # the user's quota of trials at once, per experiment
 
     @classmethod
     def from_environment(cls, **overrides) -> Settings:
@@ -114,6 +115,7 @@ class Settings:
             template_paths=[shipped, site, home / ".clusterlab" / "templates"],
             profiles_file=Path(os.environ.get("CLUSTERLAB_PROFILES", repo_profiles)),
             backend=backend,
+            max_concurrent_trials=int(os.environ.get("CLUSTERLAB_MAX_CONCURRENT_TRIALS") or 8),
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

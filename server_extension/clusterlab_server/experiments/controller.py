@@ -56,6 +56,7 @@ def settings_to_json(settings: Settings) -> dict:
         "template_paths": [str(p) for p in settings.template_paths], "profiles_file": str(settings.profiles_file),
         "backend": settings.backend, "extra_roots": [str(p) for p in settings.extra_roots],
         "snapshot_max_bytes": settings.snapshot_max_bytes, "slurm_bin_dir": settings.slurm_bin_dir,
+        "max_concurrent_trials": settings.max_concurrent_trials,
     }
 
 

@@ -40,10 +40,10 @@ def controller_template() -> Template:
 
 
 class ExperimentService:
-    def __init__(self, jobs: JobService, max_concurrent_trials: int = DEFAULT_QUOTA, poll_interval: float = 2.0):
+    def __init__(self, jobs: JobService, max_concurrent_trials: int | None = None, poll_interval: float = 2.0):
         self.jobs = jobs
         self.store = ExperimentStore(jobs.store.engine)
-        self.quota = max_concurrent_trials
+        self.quota = jobs.settings.max_concurrent_trials if max_concurrent_trials is None else max_concurrent_trials
         self.poll_interval = poll_interval
 
     @property

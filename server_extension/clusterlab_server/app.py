@@ -14,7 +14,7 @@ from pathlib import Path
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Float, Integer, List, Unicode
 
-from .experiments.service import DEFAULT_QUOTA, ExperimentService
+from .experiments.service import ExperimentService
 
 from .handlers import handlers
 from .service import JobService, Settings
@@ -35,8 +35,9 @@ class ClusterLabApp(ExtensionApp):
     profiles_file = Unicode("", config=True, help="Instance sizes (default: the hub's, from CLUSTERLAB_PROFILES).")
     poll_interval = Float(5, config=True, help="Seconds between looks at the scheduler for unfinished jobs.")
     max_concurrent_trials = Integer(
-        DEFAULT_QUOTA, config=True,
-        help="Most trials one experiment may run at once (the user's quota; CLUSTERLAB_MAX_CONCURRENT_TRIALS).",
+        None, allow_none=True, config=True,
+        help="Most trials one experiment may run at once, the user's quota (default: "
+             "CLUSTERLAB_MAX_CONCURRENT_TRIALS, else 8).",
     )
     tensorboard_idle_timeout = Float(
         900, config=True, help="Seconds without use after which the user's TensorBoard stops (0: never).",
@@ -61,9 +62,7 @@ class ClusterLabApp(ExtensionApp):
         self.service = JobService(settings)
         self.settings["clusterlab_service"] = self.service
         self.settings["clusterlab_poll_interval"] = self.poll_interval
-        self.experiments = ExperimentService(self.service, max_concurrent_trials=settings.max_concurrent_trials
-                                             if "max_concurrent_trials" not in self.config.get("ClusterLabApp", {})
-                                             else self.max_concurrent_trials)
+        self.experiments = ExperimentService(self.service, max_concurrent_trials=self.max_concurrent_trials)
         self.settings["clusterlab_experiments"] = self.experiments
         self.tensorboard = TensorBoardManager(self.service, base_url=self.serverapp.base_url,
                                               idle_timeout=self.tensorboard_idle_timeout, log=self.log)

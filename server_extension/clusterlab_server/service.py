@@ -42,6 +42,7 @@ from .store import DEFAULT_MAX_RESTARTS, FINAL, STATUSES, Job, JobStore, dumps, 
 NAME_RULE = re.compile(r"^[A-Za-z0-9_]+$")
 MAX_PARAMS_BYTES = 64 * 1024
 MAX_RESTARTS_LIMIT = 20
+DEFAULT_MAX_CONCURRENT_TRIALS = 8  # a user's trials at once, per experiment, unless the site says otherwise
 
 # what the code snapshot leaves out: data, checkpoints, outputs, environments
 SNAPSHOT_SUFFIXES = {".py", ".ipynb", ".sh", ".yaml", ".yml", ".json", ".toml", ".cfg", ".ini", ".txt", ".md", ".r"}
@@ -98,7 +99,7 @@ class Settings:
     extra_roots: list[Path] = dataclasses.field(default_factory=list)
     snapshot_max_bytes: int = 20 * 1024 * 1024
     slurm_bin_dir: str = "/usr/bin"
-    max_concurrent_trials: int = 8  # the user's quota of trials at once, per experiment
+    max_concurrent_trials: int = DEFAULT_MAX_CONCURRENT_TRIALS
 
     @classmethod
     def from_environment(cls, **overrides) -> Settings:
@@ -115,7 +116,8 @@ class Settings:
             template_paths=[shipped, site, home / ".clusterlab" / "templates"],
             profiles_file=Path(os.environ.get("CLUSTERLAB_PROFILES", repo_profiles)),
             backend=backend,
-            max_concurrent_trials=int(os.environ.get("CLUSTERLAB_MAX_CONCURRENT_TRIALS") or 8),
+            max_concurrent_trials=int(os.environ.get("CLUSTERLAB_MAX_CONCURRENT_TRIALS")
+                                      or DEFAULT_MAX_CONCURRENT_TRIALS),
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

@@ -158,8 +158,7 @@ class Controller:
                 self._submit(frozen)  # asked before a restart of the controller, never submitted
             else:
                 self._follow(frozen, job)
-        while (not self.stopping and self._running_count() < self.spec.max_trials
-               and self._running_count() < self.spec.max_concurrent_trials
+        while (not self.stopping and self._running_count() < self.spec.max_concurrent_trials
                and len(self.study.get_trials(deepcopy=False)) < self.spec.max_trials):
             if not self.running():
                 return False

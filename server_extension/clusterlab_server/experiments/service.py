@@ -26,7 +26,6 @@ from .controller import STATE_FILE, settings_to_json, trial_name
 from .spec import ExperimentSpec, validate_experiment
 from .store import EXPERIMENT_STATUSES, Experiment, ExperimentStore
 
-DEFAULT_QUOTA = 8  # trials at once per experiment, unless the site says otherwise
 CONTROLLER_TEMPLATE = "experiment-controller"
 
 

@@ -114,6 +114,7 @@ def make_pruner(spec: ExperimentSpec):
 
 
 def open_study(folder: Path, experiment_id: str, spec: ExperimentSpec) -> optuna.Study:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our log says what happens, in the trials' words
     storage = JournalStorage(JournalFileBackend(str(folder / STUDY_FILE),
                                                 lock_obj=JournalFileOpenLock(str(folder / STUDY_FILE))))
     seed = int(experiment_id.rsplit("-", 1)[-1], 16)
@@ -264,7 +265,6 @@ class Controller:
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     folder = Path(os.environ.get("CLUSTERLAB_JOB_DIR") or sys.argv[1])
     controller = Controller(folder)
     signal.signal(signal.SIGTERM, controller.stop)

@@ -184,6 +184,7 @@ class Controller:
             log.warning("trial %d could not be submitted: %s", frozen.number, e.message)
             self.study.tell(frozen.number, state=TrialState.FAIL)
             return
+        log.info("trial %d: job %s with %s", frozen.number, job.id, json.dumps(frozen.params))
         if not self.running():  # cancelled while it was being submitted
             self.jobs.cancel(job.id)
 
@@ -208,8 +209,10 @@ class Controller:
         if job.status == "pruned":
             self.study.tell(frozen.number, state=TrialState.PRUNED)
         elif job.status == "completed" and last is not None:
+            log.info("trial %d: completed, %s %.4g at epoch %d", frozen.number, self.spec.metric, last[2], last[0])
             self.study.tell(frozen.number, last[2])
         elif job.final:
+            log.info("trial %d: %s (%s)", frozen.number, job.status, job.reason or "no %s reported" % self.spec.metric)
             self.study.tell(frozen.number, state=TrialState.FAIL)
 
     def _prune(self, job: Job, epoch: int, epochs, value: float) -> None:
@@ -220,6 +223,7 @@ class Controller:
             self.jobs.prune(job.id, why)
         except JobError:  # it ended meanwhile: it counts as it ended
             return
+        log.info("trial %d: %s", job.trial, why)
         self.study.tell(job.trial, state=TrialState.PRUNED)
 
     def _finish(self) -> None:

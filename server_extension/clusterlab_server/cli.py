@@ -91,7 +91,7 @@ EPILOG = "exit status:\n" + __doc__.split("Exit status (for scripts):\n", 1)[1]
 # experiment's: how --search reads, then the same table
 EXPERIMENT_EPILOG = "search specs:\n" + __doc__.split("(experiment create), repeatable:\n", 1)[1].split(
     "\n\n", 1)[0] + "\n\n" + EPILOG
-EXPERIMENT_STATUSES = ("running", "completed", "failed", "cancelled")
+EXPERIMENT_STATUSES = ("running", "completed", "failed", "cancelled")  # experiments/store.py's, without its imports
 
 POLL_SECONDS = 0.5
 DEFAULT_LIMIT = 50
@@ -222,7 +222,8 @@ def convert_params(pairs: list[tuple[str, str]] | None, template: Template | Non
 
 # ----- --search KEY=SPEC ------------------------------------------------------------------
 
-SEARCH_FORMS = "a,b,c (values), a JSON array, uniform:MIN:MAX or loguniform:MIN:MAX (optionally :step=S and/or :count=N)"
+SEARCH_FORMS = ("a,b,c (values), a JSON array, uniform:MIN:MAX or loguniform:MIN:MAX "
+                "(optionally :step=S and/or :count=N)")
 
 
 def key_spec(text: str) -> tuple[str, str]:
@@ -234,26 +235,21 @@ def key_spec(text: str) -> tuple[str, str]:
 
 
 def search_schema(key: str, template: Template | None) -> Any:
-    """The JSON Schema of what ``KEY`` searches: a parameter, or ``param.sub`` inside an object parameter.
+    """The JSON Schema of what ``KEY`` searches: a parameter, or ``param.name`` inside an object parameter.
 
-    ``param.sub``'s schema is the object's ``properties[sub]`` if it declares one, else its
-    ``additionalProperties`` (when that is a schema). None when unknown: values stay text
-    and ranges are read as numbers, and the service judges the key.
+    ``param.name``'s schema is the object's ``additionalProperties`` (as the service reads
+    it, experiments/spec.py). None when unknown: values stay text and ranges are read as
+    numbers, and the service refuses the key, naming it.
     """
     properties = template.parameters.get("properties", {}) if template is not None else {}
     if not isinstance(properties, dict):
         return None
-    if key in properties or "." not in key:
-        return properties.get(key)
-    head, _, sub = key.partition(".")
-    parent = properties.get(head)
-    if not isinstance(parent, dict):
-        return None
-    inner = parent.get("properties")
-    if isinstance(inner, dict) and sub in inner:
-        return inner[sub]
-    extra = parent.get("additionalProperties")
-    return extra if isinstance(extra, dict) else None
+    top, _, sub = key.partition(".")
+    schema = properties.get(top)
+    if not sub or not isinstance(schema, dict):
+        return schema
+    entries = schema.get("additionalProperties")
+    return entries if isinstance(entries, dict) else None
 
 
 def _search_error(key: str, message: str) -> JobError:
@@ -557,7 +553,9 @@ def number_text(value: Any) -> str:
 
 
 def params_text(params: dict | None) -> str:
-    return ", ".join(f"{key}={number_text(value)}" for key, value in (params or {}).items())
+    """``key=value, ...``: values as in a table, null as null."""
+    return ", ".join(f"{key}={'null' if value is None else number_text(value)}"
+                     for key, value in (params or {}).items())
 
 
 def search_text(search: dict) -> str:
@@ -582,7 +580,8 @@ def experiment_summary(experiment: dict) -> str:
             f"{goal} {experiment.get('metric')}")
     stopping = experiment.get("early_stopping")
     if stopping and stopping != "none":
-        text += f"; early stopping {stopping} (divisor {experiment.get('divisor')}, {experiment.get('max_rungs')} rungs)"
+        text += (f"; early stopping {stopping} (divisor {experiment.get('divisor')}, "
+                 f"{experiment.get('max_rungs')} rungs)")
     if experiment.get("profile"):
         text += f"; each trial on {experiment['profile']}"
         if experiment.get("hours") is not None:
@@ -620,6 +619,7 @@ def cmd_experiment_create(service: JobService, args) -> int:
 
 
 def cmd_experiments(service: JobService, args) -> int:
+    service.refresh()
     experiments, total = experiments_of(service).list(status=args.status, limit=args.limit)
     if args.json:
         print_json({"experiments": experiments, "total": total}, sys.stdout)
@@ -654,51 +654,63 @@ def trials_best_first(experiment: dict) -> list[dict]:
     return sorted(experiment.get("trials") or [], key=key)
 
 
+def iso_local_time(text: str | None) -> str:
+    """An experiment's ISO time (UTC, with or without its zone) in local time."""
+    if not text:
+        return ""
+    try:
+        return local_time(datetime.datetime.fromisoformat(text))
+    except (TypeError, ValueError):
+        return str(text)
+
+
 def cmd_experiment_show(service: JobService, args) -> int:
+    service.refresh()
     experiment = experiments_of(service).get(args.id)
     if args.json:
         print_json(experiment, sys.stdout)
         return EXIT_OK
     out = sys.stdout
+    searched = list(experiment.get("search") or {})
     status = experiment.get("status", "")
     if experiment.get("reason"):
         status += f": {experiment['reason']}"
     counts = experiment.get("counts") or {}
+    fixed = {k: v for k, v in (experiment.get("params") or {}).items() if k not in searched}
+    created = iso_local_time(experiment.get("created"))
+    if experiment.get("ended"):
+        created += f", ended {iso_local_time(experiment['ended'])}"
     lines = [
-        f"{experiment['id']}: {experiment.get('name')} ({experiment.get('template')})",
-        f"status:     {status}",
-        f"search:     {experiment_summary(experiment)}",
-        f"fixed:      {params_text(experiment.get('params'))}",
-        f"trials:     " + ", ".join(f"{counts.get(k, 0)} {k}" for k in
-                                    ("queued", "running", "completed", "pruned", "failed", "cancelled")),
-        f"created:    {experiment.get('created') or ''}" + (f", ended {experiment['ended']}"
-                                                            if experiment.get("ended") else ""),
+        ("status", status),
+        ("search", experiment_summary(experiment)),
+        ("fixed", params_text(fixed)),
+        ("trials", f"{counts.get('trials', 0)}: " + ", ".join(
+            f"{counts.get(k, 0)} {k}" for k in ("queued", "running", "completed", "pruned", "failed", "cancelled"))),
+        ("created", created),
     ]
     best = experiment.get("best")
     if best:
         at = f" at epoch {best['epoch']}" if best.get("epoch") is not None else ""
-        lines.append(f"best:       trial {best.get('trial')} (job {best.get('job_id')}): {params_text(best.get('params'))}"
-                     f"; {experiment.get('metric')} {number_text(best.get('value'))}{at}")
+        lines.append(("best", f"trial {best.get('trial')} (job {best.get('job_id')}): "
+                              f"{params_text(best.get('params'))}; "
+                              f"{experiment.get('metric')} {number_text(best.get('value'))}{at}"))
         if best.get("model_path"):
-            lines.append(f"model:      {best['model_path']}")
+            lines.append(("model", best["model_path"]))
     else:
-        lines.append("best:       none yet")
+        lines.append(("best", "none yet"))
     controller = experiment.get("controller") or {}
     if controller:
-        lines.append(f"controller: {controller.get('status')} (job {controller.get('job_id')}, "
-                     f"{controller.get('restarts', 0)} restarts)")
-    for line in lines:
-        out.write(clean(line) + "\n")
-    for note in experiment.get("notes") or []:
-        out.write(f"note:       {clean(note)}\n")
+        lines.append(("controller", f"{controller.get('status')} (job {controller.get('job_id')}, "
+                                    f"{controller.get('restarts', 0)} restarts)"))
+    lines += [("note", note) for note in experiment.get("notes") or []]
+    out.write(f"{experiment['id']}: {clean(experiment.get('name'))} ({clean(experiment.get('template'))})\n")
+    for label, text in lines:
+        out.write(f"{label + ':':<12}{clean(text)}\n")
     trials = trials_best_first(experiment)
     out.write("\n")
     if not trials:
         out.write("no trials yet\n")
         return EXIT_OK
-    searched = list(experiment.get("search") or {})
-    for trial in trials:  # a key searched inside an object parameter, or one the service added
-        searched += [k for k in (trial.get("params") or {}) if k not in searched]
     rows = [[t.get("trial"), t.get("job_id"), t.get("status"),
              *(number_text((t.get("params") or {}).get(k)) for k in searched),
              number_text(t.get("value")), "" if t.get("epoch") is None else t["epoch"], t.get("restarts", 0)]
@@ -747,6 +759,7 @@ def cmd_experiment_rerun_best(service: JobService, args) -> int:
 
 
 def cmd_experiment_csv(service: JobService, args) -> int:
+    service.refresh()
     sys.stdout.write(experiments_of(service).trials_csv(args.id))
     return EXIT_OK
 
@@ -955,12 +968,13 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 def error_text(e: JobError) -> str:
-    """``<field>: <message>``, without the message repeating the field's last part."""
+    """``<field>: <message>``, without the message repeating the field (or its last part)."""
     message = e.message
     if e.field:
-        last = e.field.rsplit(".", 1)[-1]
-        if message.startswith(f"{last}: "):
-            message = message[len(last) + 2:]
+        for prefix in (e.field, e.field.rsplit(".", 1)[-1]):
+            if message.startswith(f"{prefix}: "):
+                message = message[len(prefix) + 2:]
+                break
         return f"{e.field}: {message}"
     return message
 

@@ -77,7 +77,8 @@ class SlurmBackend:
         return sbatch_directives(choice, job_name(getpass.getuser(), job.name), str(log_path))
 
     def submit(self, job: Job, script: Path, log_path: Path, env: dict) -> str:
-        result = self._run([f"{self.bin_dir}/sbatch", "--parsable", str(script)], env=env)
+        # append: a restart (the same job.sh and log.txt) keeps the log of the runs before it
+        result = self._run([f"{self.bin_dir}/sbatch", "--parsable", "--open-mode=append", str(script)], env=env)
         if result.returncode != 0:
             raise BackendError(f"Slurm refused the job: {result.stderr.strip() or result.stdout.strip()}")
         return result.stdout.strip().splitlines()[-1].split(";")[0]

@@ -341,6 +341,10 @@ def test_cancel_a_running_experiment_then_delete_it(lab):
     experiment = json.loads(out)
     assert experiment["status"] == "running" and experiment["search"]["learning_rate"]["log"] is True
     lab.wait(experiment["id"], lambda e: e["counts"]["running"] >= 1)
+    code, out, err = lab.run("experiment", "resume", experiment["id"])
+    assert (code, out) == (4, "") and f"experiment {experiment['id']}'s controller is running" in err, err
+    code, out, err = lab.run("experiment", "show", experiment["id"])
+    assert code == 0 and "best:       none yet" in out and "controller: running" in out, err
     code, out, err = lab.run("experiment", "cancel", experiment["id"])
     assert (code, out) == (0, f"{experiment['id']} cancelled\n"), err
     ended = lab.wait(experiment["id"], lambda e: all(t["status"] in ("cancelled", "completed", "failed", "pruned")

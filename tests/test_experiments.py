@@ -292,6 +292,7 @@ def test_cancel_stops_everything_and_delete_removes_it(lab):
     jobs = lab.jobs.store.of_experiment(experiment_id)
     assert all(j.final for j in jobs), [(j.id, j.status) for j in jobs]
     assert lab.jobs.store.get(f"{experiment_id}-controller").status == "cancelled"
+    assert all(lab.jobs.backend._process(j.scheduler_id) is None for j in jobs)  # the processes too
     count = len(jobs)
     time.sleep(2.5)  # five of the controller's polls, had it survived
     lab.jobs.refresh()

@@ -118,10 +118,15 @@ def open_study(folder: Path, experiment_id: str, spec: ExperimentSpec) -> optuna
     storage = JournalStorage(JournalFileBackend(str(folder / STUDY_FILE),
                                                 lock_obj=JournalFileOpenLock(str(folder / STUDY_FILE))))
     seed = int(experiment_id.rsplit("-", 1)[-1], 16)
-    return optuna.create_study(
+    study = optuna.create_study(
         study_name=experiment_id, storage=storage, sampler=make_sampler(spec, seed), pruner=make_pruner(spec),
         direction="maximize" if spec.maximize else "minimize", load_if_exists=True,
     )
+    asked = len(study.get_trials(deepcopy=False))
+    if asked:
+        # a controller started again: a sampler seeded as the first one was would draw the first trials' values again
+        study.sampler = make_sampler(spec, seed + asked)
+    return study
 
 
 def trial_name(spec: ExperimentSpec, number: int) -> str:

@@ -7,8 +7,15 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
-export type JobStatus = 'queued' | 'running' | 'completed' | 'failed' | 'cancelled';
-export const FINAL_STATUSES: JobStatus[] = ['completed', 'failed', 'cancelled'];
+export type JobStatus = 'queued' | 'running' | 'completed' | 'failed' | 'cancelled' | 'pruned';
+/** `pruned`: a trial its experiment stopped early (final, neither cancelled nor failed) */
+export const FINAL_STATUSES: JobStatus[] = ['completed', 'failed', 'cancelled', 'pruned'];
+
+/** A metric a template declares (`metrics:` in its template.yaml), for the search form. */
+export interface IMetricSpec {
+  title?: string;
+  goal?: 'maximize' | 'minimize';
+}
 
 export interface ITemplate {
   id: string;
@@ -20,6 +27,10 @@ export interface ITemplate {
   icon: string;
   default_profile: string | null;
   parameters: { [key: string]: any };
+  /** what a training template reports per epoch; the first is an experiment's default metric */
+  metrics?: { [name: string]: IMetricSpec };
+  /** a script's metrics are whatever the user's own code reports */
+  any_metric?: boolean;
 }
 
 export interface IAvailability {
@@ -69,6 +80,13 @@ export interface IJob {
   progress?: IProgress | null;
   /** whether it has written TensorBoard events (an inference job writes none) */
   tensorboard?: boolean;
+  /** a trial of an experiment: its id and the trial's number */
+  experiment_id?: string | null;
+  trial?: number | null;
+  /** started again after a failure that was not its own (see docs/experiments.md) */
+  restarts?: number;
+  max_restarts?: number;
+  restart_history?: { time: string; reason: string }[];
 }
 
 export interface IMetricPoint {
@@ -107,6 +125,101 @@ export interface ISubmission {
   hours: number;
 }
 
+export type ExperimentStatus = 'running' | 'completed' | 'failed' | 'cancelled';
+
+/** A searched parameter: a list of values, or a range. */
+export type SearchSpec = any[] | ISearchRange;
+
+export interface ISearchRange {
+  min: number;
+  max: number;
+  log?: boolean;
+  step?: number;
+  count?: number;
+}
+
+/** `POST experiments` (docs/experiments.md) */
+export interface IExperimentRequest {
+  template: string;
+  name: string;
+  params: { [key: string]: any };
+  search: { [key: string]: SearchSpec };
+  searcher: 'grid' | 'random' | 'tpe';
+  early_stopping: 'none' | 'asha' | 'hyperband';
+  divisor?: number;
+  max_rungs?: number;
+  metric?: string;
+  maximize?: boolean;
+  max_trials?: number;
+  max_concurrent_trials?: number;
+  profile: string;
+  hours: number;
+}
+
+export interface ITrial {
+  trial: number;
+  job_id: string;
+  name: string;
+  status: JobStatus;
+  reason: string;
+  params: { [key: string]: any };
+  value: number | null;
+  epoch: number | null;
+  epochs: number | null;
+  restarts: number;
+  /** [epoch, metric] per epoch */
+  curve: [number, number][];
+}
+
+export interface IExperimentCounts {
+  trials: number;
+  queued: number;
+  running: number;
+  completed: number;
+  pruned: number;
+  failed: number;
+  cancelled: number;
+}
+
+export interface IBestTrial {
+  trial: number;
+  job_id: string;
+  params: { [key: string]: any };
+  value: number;
+  epoch: number | null;
+  model_path: string | null;
+}
+
+export interface IExperiment {
+  id: string;
+  name: string;
+  template: string;
+  params: { [key: string]: any };
+  search: { [key: string]: SearchSpec };
+  searcher: string;
+  early_stopping: string;
+  divisor: number;
+  max_rungs: number;
+  metric: string;
+  maximize: boolean;
+  max_trials: number;
+  max_concurrent_trials: number;
+  max_restarts: number;
+  profile: string;
+  hours: number;
+  epochs: number | null;
+  status: ExperimentStatus;
+  reason: string;
+  notes: string[];
+  created: string;
+  ended: string | null;
+  counts: IExperimentCounts;
+  best: IBestTrial | null;
+  controller?: { status: string; job_id: string; restarts: number; heartbeat: string | null } | null;
+  /** `GET experiments/{id}` only */
+  trials?: ITrial[];
+}
+
 /** A refusal by the server: the message, and the field it names ("params.epochs", "name", ...). */
 export class APIError extends Error {
   constructor(
@@ -118,7 +231,8 @@ export class APIError extends Error {
   }
 }
 
-export async function requestAPI<T>(path: string, init: RequestInit = {}): Promise<T> {
+/** The answer's text, or an APIError (the server's `error` and `field` when it gave them). */
+export async function requestText(path: string, init: RequestInit = {}): Promise<string> {
   const settings = ServerConnection.makeSettings();
   const url = URLExt.join(settings.baseUrl, 'clusterlab', 'api', path);
   let response: Response;
@@ -128,17 +242,25 @@ export async function requestAPI<T>(path: string, init: RequestInit = {}): Promi
     throw new APIError(`the server cannot be reached: ${error}`, 0, null);
   }
   const text = await response.text();
-  let data: any = null;
-  try {
-    data = text ? JSON.parse(text) : null;
-  } catch {
-    data = null;
-  }
   if (!response.ok) {
-    const message = data?.error ?? (text || response.statusText);
-    throw new APIError(message, response.status, data?.field ?? null);
+    let data: any = null;
+    try {
+      data = text ? JSON.parse(text) : null;
+    } catch {
+      data = null;
+    }
+    throw new APIError(data?.error ?? (text || response.statusText), response.status, data?.field ?? null);
   }
-  return data as T;
+  return text;
+}
+
+export async function requestAPI<T>(path: string, init: RequestInit = {}): Promise<T> {
+  const text = await requestText(path, init);
+  try {
+    return (text ? JSON.parse(text) : null) as T;
+  } catch {
+    return null as T; // not JSON: as before, the caller gets nothing
+  }
 }
 
 export function postJSON<T>(path: string, body: unknown): Promise<T> {

@@ -6,11 +6,9 @@
 import * as React from 'react';
 
 import { IMetricPoint } from './api';
+import { COLORS, epochTicks, IPlotArea, linearScale, polyline, tick, XAxis, xRange, YAxis, yRange } from './axes';
 
-const WIDTH = 220;
-const HEIGHT = 64;
-const MARGIN = { left: 30, right: 8, top: 6, bottom: 14 };
-const COLORS = ['#1565c0', '#c43e00', '#2e7d32', '#6a1b9a', '#b71c1c', '#00695c'];
+const AREA: IPlotArea = { width: 220, height: 64, margin: { left: 30, right: 8, top: 6, bottom: 14 } };
 
 interface IGroup {
   title: string;
@@ -30,14 +28,6 @@ function groups(names: string[]): IGroup[] {
   ].filter(g => g.names.length > 0);
 }
 
-/** A short label for a tick: 2 significant digits, no trailing zeros. */
-function tick(value: number, digits = 2): string {
-  if (value === 0) {
-    return '0';
-  }
-  return Math.abs(value) >= 1000 ? value.toExponential(1) : String(Number(value.toPrecision(digits)));
-}
-
 function SmallChart(props: { group: IGroup; points: IMetricPoint[]; colorOf: (name: string) => string }): JSX.Element {
   const { group, points, colorOf } = props;
   const values = points.flatMap(p => group.names.filter(n => n in p.metrics).map(n => p.metrics[n]));
@@ -50,48 +40,18 @@ function SmallChart(props: { group: IGroup; points: IMetricPoint[]; colorOf: (na
     high = high > low ? high : low + 1;
   }
   const epochs = Math.max(1, points[points.length - 1].epochs || 0, ...points.map(p => p.epoch));
-  const plotWidth = WIDTH - MARGIN.left - MARGIN.right;
-  const plotHeight = HEIGHT - MARGIN.top - MARGIN.bottom;
-  const x = (epoch: number) => MARGIN.left + (epochs <= 1 ? plotWidth / 2 : ((epoch - 1) / (epochs - 1)) * plotWidth);
-  const y = (value: number) => MARGIN.top + (1 - (value - low) / (high - low)) * plotHeight;
-  const xTicks = epochs <= 1 ? [1] : Array.from(new Set([1, Math.round((1 + epochs) / 2), epochs]));
-  const yTicks = [low, (low + high) / 2, high];
+  const x = linearScale([1, epochs], xRange(AREA), epochTicks(epochs));
+  const y = linearScale([low, high], yRange(AREA));
   return (
     <svg
       className="jp-clusterlab-chart-plot"
       data-chart={group.title}
-      viewBox={`0 0 ${WIDTH} ${HEIGHT}`}
+      viewBox={`0 0 ${AREA.width} ${AREA.height}`}
       role="img"
       aria-label={`${group.names.join(', ')} by epoch`}
     >
-      <g className="jp-clusterlab-chart-axis" data-axis="y">
-        {yTicks.map(v => (
-          <g key={`y${v}`}>
-            <line x1={MARGIN.left - 3} x2={WIDTH - MARGIN.right} y1={y(v)} y2={y(v)} className="jp-clusterlab-chart-grid" />
-            <text x={MARGIN.left - 5} y={y(v)} dy="0.32em" textAnchor="end">
-              {tick(v)}
-            </text>
-          </g>
-        ))}
-      </g>
-      <g className="jp-clusterlab-chart-axis" data-axis="x">
-        <line x1={MARGIN.left} x2={WIDTH - MARGIN.right} y1={HEIGHT - MARGIN.bottom} y2={HEIGHT - MARGIN.bottom} />
-        {xTicks.map((epoch, i) => {
-          // the first and last ticks say what the axis is, inside the frame
-          const first = i === 0;
-          const last = i === xTicks.length - 1 && xTicks.length > 1;
-          return (
-            <text
-              key={`x${epoch}`}
-              x={x(epoch)}
-              y={HEIGHT - 3}
-              textAnchor={xTicks.length === 1 ? 'middle' : first ? 'start' : last ? 'end' : 'middle'}
-            >
-              {first ? `epoch ${epoch}` : epoch}
-            </text>
-          );
-        })}
-      </g>
+      <YAxis area={AREA} scale={y} />
+      <XAxis area={AREA} scale={x} name="epoch" />
       {group.names.map(name => {
         const own = points.filter(p => name in p.metrics);
         if (own.length === 1) {
@@ -103,7 +63,7 @@ function SmallChart(props: { group: IGroup; points: IMetricPoint[]; colorOf: (na
             </g>
           );
         }
-        const line = own.map(p => `${x(p.epoch).toFixed(1)},${y(p.metrics[name]).toFixed(1)}`).join(' ');
+        const line = polyline(own.map(p => [x(p.epoch), y(p.metrics[name])]));
         return <polyline key={name} data-metric={name} points={line} fill="none" stroke={colorOf(name)} strokeWidth={1.5} />;
       })}
     </svg>

@@ -1,6 +1,6 @@
 /**
  * Icons: one per template (its `icon` field, else its category), the Jobs
- * panel's, and TensorBoard's for the job action. JupyterLab's own notebook and
+ * and Experiments panels', and TensorBoard's for the job action. JupyterLab's own notebook and
  * Python icons for those templates, so a tile looks like what it makes.
  */
 import { LabIcon, notebookIcon, pythonIcon } from '@jupyterlab/ui-components';
@@ -31,6 +31,11 @@ export const scriptIcon = icon(
 export const jobsIcon = icon(
   'jobs',
   '<path d="M4 5h16v2H4V5zm0 6h10v2H4v-2zm0 6h16v2H4v-2zm13-7 4 2-4 2v-4z"/>'
+);
+/** a flask: an experiment (many trials of one template) */
+export const experimentsIcon = icon(
+  'experiments',
+  '<path fill-rule="evenodd" d="M8.5 2.5h7v2h-1.3v5l5.3 8.6A1.9 1.9 0 0 1 17.9 21H6.1a1.9 1.9 0 0 1-1.6-2.9l5.3-8.6v-5H8.5v-2zM11.2 4.5v5.6l-2.7 4.5h7l-2.7-4.5V4.5z"/>'
 );
 export const tensorBoardIcon = icon(
   'tensorboard',

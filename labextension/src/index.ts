@@ -1,11 +1,12 @@
 /**
  * ClusterLab in JupyterLab: the "Accelerated AI" launcher section (a tile per
- * template), template forms, the Jobs sidebar with live logs, metrics and
- * TensorBoard, and the GPU status-bar item. Everything talks to the server
+ * template), template forms (and their search mode), the Jobs sidebar with
+ * live logs, metrics and TensorBoard, the Experiments sidebar and each
+ * experiment's view, and the GPU status-bar item. Everything talks to the server
  * extension's REST API (api.ts); each user action is a command.
  */
 import { ILabShell, ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
-import { ICommandPalette, MainAreaWidget, showErrorMessage } from '@jupyterlab/apputils';
+import { Dialog, ICommandPalette, InputDialog, MainAreaWidget, Notification, showDialog, showErrorMessage } from '@jupyterlab/apputils';
 import { IDocumentManager } from '@jupyterlab/docmanager';
 import { FileBrowser, FilterFileBrowserModel } from '@jupyterlab/filebrowser';
 import { ILauncher } from '@jupyterlab/launcher';
@@ -13,7 +14,10 @@ import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IStatusBar } from '@jupyterlab/statusbar';
 import { folderIcon } from '@jupyterlab/ui-components';
 
-import { IJob, ITemplate, requestAPI } from './api';
+import { IJob, ITemplate, postJSON, requestAPI, requestText } from './api';
+import { ExperimentsModel } from './experimentsModel';
+import { ExperimentsPanel } from './experimentsPanel';
+import { ExperimentView } from './experimentView';
 import { GPUStatusItem } from './gpuStatus';
 import { iconFor } from './icons';
 import { CommandIDs, JobsPanel } from './jobsPanel';
@@ -44,14 +48,22 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const { commands } = app;
     const templates = new Map<string, ITemplate>(); // filled below, for the launcher and the job cards
     const model = new JobsModel(templates);
-    const panel = new JobsPanel(model, commands);
+    const experiments = new ExperimentsModel();
+    const panel = new JobsPanel(model, commands, experiments);
     shell.add(panel, 'left', { rank: 600 });
     restorer?.add(panel, panel.id);
+    const experimentsPanel = new ExperimentsPanel(experiments, templates, commands);
+    shell.add(experimentsPanel, 'left', { rank: 601 });
+    restorer?.add(experimentsPanel, experimentsPanel.id);
 
     if (settingRegistry) {
       try {
         const settings = await settingRegistry.load(PLUGIN_ID);
-        const apply = () => (model.interval = settings.get('refreshInterval').composite as number);
+        const apply = () => {
+          const seconds = settings.get('refreshInterval').composite as number;
+          model.interval = seconds;
+          experiments.interval = seconds;
+        };
         apply();
         settings.changed.connect(apply);
       } catch (error) {
@@ -60,7 +72,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     }
 
     const jobById = (id: string): IJob | undefined => model.jobs.find(job => job.id === id);
-    const addToMain = (widget: MainAreaWidget | LogView) => {
+    const addToMain = (widget: MainAreaWidget | LogView | ExperimentView) => {
       shell.add(widget, 'main');
       shell.activateById(widget.id);
     };
@@ -74,6 +86,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
           onSubmitted: () => {
             void model.refresh();
             shell.activateById(panel.id);
+          },
+          onExperiment: () => {
+            void experiments.refresh();
+            void model.refresh();
+            shell.activateById(experimentsPanel.id);
           }
         });
         const widget = new MainAreaWidget({ content });
@@ -177,7 +194,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
       execute: async args => {
         const ids = (args.jobs as string[]) ?? [];
         try {
-          const names = ids.map(id => jobById(id)?.name ?? id);
+          // an experiment's trials go by the experiment's name, not one tab title of twenty job names
+          const names = args.label ? [args.label as string] : ids.map(id => jobById(id)?.name ?? id);
           addToMain(await openTensorBoard(ids, names));
         } catch (error) {
           void showErrorMessage('ClusterLab: cannot open TensorBoard', String((error as Error).message ?? error));
@@ -185,7 +203,120 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
     });
 
+    // ----- experiments -------------------------------------------------------------
+    const experimentName = (id: string) => experiments.byId(id)?.name ?? id;
+    const experimentViews = (id: string) =>
+      Array.from(shell.widgets('main')).filter(w => w instanceof ExperimentView && w.experimentId === id);
+
+    commands.addCommand(CommandIDs.openExperiments, {
+      label: 'Experiments',
+      caption: 'Show the ClusterLab experiments panel',
+      execute: () => {
+        shell.activateById(experimentsPanel.id);
+        void experiments.refresh();
+      }
+    });
+
+    commands.addCommand(CommandIDs.openExperiment, {
+      label: 'Open the experiment',
+      execute: args => {
+        const id = args.id as string;
+        const existing = experimentViews(id)[0];
+        if (existing) {
+          shell.activateById(existing.id);
+          return;
+        }
+        addToMain(new ExperimentView(id, experiments, model.catalog, commands));
+      }
+    });
+
+    commands.addCommand(CommandIDs.cancelExperiment, {
+      label: 'Cancel the experiment',
+      execute: async args => {
+        try {
+          await experiments.cancel(args.id as string);
+          void model.refresh();
+        } catch (error) {
+          void showErrorMessage('ClusterLab: cannot cancel the experiment', String((error as Error).message ?? error));
+        }
+      }
+    });
+
+    commands.addCommand(CommandIDs.deleteExperiment, {
+      label: 'Delete the experiment',
+      execute: async args => {
+        const id = args.id as string;
+        const name = experimentName(id);
+        const trials = experiments.byId(id)?.counts.trials ?? 0;
+        const answer = await showDialog({
+          title: `Delete experiment ${name}?`,
+          body: `Its ${trials} trial${trials === 1 ? '' : 's'} go too: their job records, logs and output folders (models included).`,
+          buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Delete' })]
+        });
+        if (!answer.button.accept) {
+          return;
+        }
+        try {
+          await experiments.remove(id);
+          experimentViews(id).forEach(w => w.close());
+          void model.refresh();
+        } catch (error) {
+          void showErrorMessage('ClusterLab: cannot delete the experiment', String((error as Error).message ?? error));
+        }
+      }
+    });
+
+    commands.addCommand(CommandIDs.rerunBest, {
+      label: 'Rerun the best trial with more epochs',
+      execute: async args => {
+        const id = args.id as string;
+        const experiment = experiments.byId(id);
+        const epochs = experiment?.epochs ?? experiment?.best?.epoch ?? 10;
+        const answer = await InputDialog.getNumber({
+          title: `Rerun the best trial of ${experimentName(id)}`,
+          label: 'Epochs (its other parameters stay the best trial\'s)',
+          value: Math.max(epochs * 3, 1)
+        });
+        if (!answer.button.accept || !(answer.value && answer.value >= 1)) {
+          return;
+        }
+        try {
+          const job = await postJSON<IJob>(`experiments/${encodeURIComponent(id)}/rerun-best`, {
+            params: { epochs: Math.round(answer.value) }
+          });
+          await model.refresh();
+          shell.activateById(panel.id);
+          Notification.success(`Started job ${job.name} (${job.id}): the best trial with ${Math.round(answer.value)} epochs.`, {
+            autoClose: 5000
+          });
+        } catch (error) {
+          void showErrorMessage('ClusterLab: cannot rerun the best trial', String((error as Error).message ?? error));
+        }
+      }
+    });
+
+    commands.addCommand(CommandIDs.downloadTrials, {
+      label: 'Download the trials as CSV',
+      execute: async args => {
+        const id = args.id as string;
+        try {
+          const text = await requestText(`experiments/${encodeURIComponent(id)}/trials.csv`);
+          const url = URL.createObjectURL(new Blob([text], { type: 'text/csv' }));
+          const link = document.createElement('a');
+          link.href = url;
+          link.download = `${experimentName(id)}-trials.csv`;
+          document.body.appendChild(link);
+          link.click();
+          link.remove();
+          setTimeout(() => URL.revokeObjectURL(url), 10_000);
+        } catch (error) {
+          void showErrorMessage('ClusterLab: cannot download the trials', String((error as Error).message ?? error));
+        }
+      }
+    });
+
     palette?.addItem({ command: CommandIDs.openJobs, category: 'ClusterLab' });
+    palette?.addItem({ command: CommandIDs.openExperiments, category: 'ClusterLab' });
 
     if (statusBar) {
       statusBar.registerStatusItem('clusterlab:gpu-status', {

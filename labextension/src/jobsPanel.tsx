@@ -4,7 +4,9 @@
  * are commands (see index.ts), so they also work from the palette and from
  * tests. Cards must read at the sidebar's default width: the name wraps
  * rather than being cut, and the actions are one row of icon buttons (each
- * with its name as tooltip and accessible label).
+ * with its name as tooltip and accessible label). A trial of an experiment
+ * says which (and opens it); a job started again after a failure that was
+ * not its own says how often.
  */
 import { folderIcon, LabIcon, ReactWidget, redoIcon, stopIcon, UseSignal } from '@jupyterlab/ui-components';
 import { CommandRegistry } from '@lumino/commands';
@@ -22,10 +24,21 @@ export const CommandIDs = {
   cancel: 'clusterlab:cancel-job',
   rerun: 'clusterlab:rerun-job',
   openOutput: 'clusterlab:open-output',
-  openTensorBoard: 'clusterlab:open-tensorboard'
+  openTensorBoard: 'clusterlab:open-tensorboard',
+  openExperiments: 'clusterlab:open-experiments',
+  openExperiment: 'clusterlab:open-experiment',
+  cancelExperiment: 'clusterlab:cancel-experiment',
+  deleteExperiment: 'clusterlab:delete-experiment',
+  rerunBest: 'clusterlab:rerun-best',
+  downloadTrials: 'clusterlab:download-trials'
 };
 
-function ActionButton(props: {
+/** What a card needs to know of experiments: a trial job's experiment name. */
+export interface IExperimentNames {
+  nameOf(job: IJob): string | undefined;
+}
+
+export function ActionButton(props: {
   action: string;
   label: string;
   icon: LabIcon;
@@ -46,7 +59,7 @@ function ActionButton(props: {
 }
 
 /** A long name may wrap after its underscores (template_date_time), not mid-word. */
-function breakable(name: string): React.ReactNode[] {
+export function breakable(name: string): React.ReactNode[] {
   return name.split(/(?<=_)/).flatMap((part, i) => (i === 0 ? [part] : [<wbr key={i} />, part]));
 }
 
@@ -59,9 +72,35 @@ function sizeText(job: IJob, catalog: ICatalog): string {
   return `${profile.display_name}: ${profile.summary}${profile.gpus ? '' : ' · no GPU'} · ${job.hours} h`;
 }
 
+/** "trial 3 of lr_sweep": a button that opens the experiment. */
+function TrialLabel(props: { job: IJob; experiments?: IExperimentNames; commands: CommandRegistry }): JSX.Element | null {
+  const { job, experiments, commands } = props;
+  if (!job.experiment_id) {
+    return null;
+  }
+  const name = experiments?.nameOf(job) ?? job.experiment_id;
+  return (
+    <button
+      className="jp-clusterlab-trial-label"
+      data-action="open-experiment"
+      data-experiment-id={job.experiment_id}
+      title={`Open experiment ${name}`}
+      onClick={() => void commands.execute(CommandIDs.openExperiment, { id: job.experiment_id! })}
+    >
+      trial {job.trial ?? '?'} of {breakable(name)}
+    </button>
+  );
+}
+
+function restartsText(job: IJob): string {
+  const history = (job.restart_history ?? []).map(r => `${r.time}: ${r.reason}`).join('\n');
+  return `started again ${job.restarts} time${job.restarts === 1 ? '' : 's'} after failures that were not its own${history ? `:\n${history}` : ''}`;
+}
+
 function JobCard(props: {
   job: IJob;
   model: JobsModel;
+  experiments?: IExperimentNames;
   commands: CommandRegistry;
   selected: boolean;
   onSelect: (selected: boolean) => void;
@@ -94,7 +133,16 @@ function JobCard(props: {
         </span>{' '}
         {template?.name ?? job.template} · <span className="jp-clusterlab-elapsed">{elapsed(job)}</span>
         {job.node ? ` · on ${job.node}` : ''}
+        {(job.restarts ?? 0) > 0 && (
+          <>
+            {' · '}
+            <span className="jp-clusterlab-restarts" data-restarts={job.restarts} title={restartsText(job)}>
+              restarted {job.restarts}×
+            </span>
+          </>
+        )}
       </div>
+      <TrialLabel job={job} experiments={props.experiments} commands={commands} />
       <div className="jp-clusterlab-job-meta jp-clusterlab-job-size" data-profile={job.profile}>
         {sizeText(job, model.catalog)}
       </div>
@@ -134,7 +182,7 @@ function JobCard(props: {
   );
 }
 
-function JobsList(props: { model: JobsModel; commands: CommandRegistry }): JSX.Element {
+function JobsList(props: { model: JobsModel; experiments?: IExperimentNames; commands: CommandRegistry }): JSX.Element {
   const { model, commands } = props;
   const [selected, setSelected] = React.useState<Set<string>>(new Set());
   const select = (id: string, on: boolean) =>
@@ -184,6 +232,7 @@ function JobsList(props: { model: JobsModel; commands: CommandRegistry }): JSX.E
                   key={job.id}
                   job={job}
                   model={model}
+                  experiments={props.experiments}
                   commands={commands}
                   selected={selected.has(job.id)}
                   onSelect={on => select(job.id, on)}
@@ -200,7 +249,8 @@ function JobsList(props: { model: JobsModel; commands: CommandRegistry }): JSX.E
 export class JobsPanel extends ReactWidget {
   constructor(
     private model: JobsModel,
-    private commands: CommandRegistry
+    private commands: CommandRegistry,
+    private experiments?: IExperimentNames
   ) {
     super();
     this.id = 'clusterlab-jobs';
@@ -210,6 +260,6 @@ export class JobsPanel extends ReactWidget {
   }
 
   render(): JSX.Element {
-    return <JobsList model={this.model} commands={this.commands} />;
+    return <JobsList model={this.model} experiments={this.experiments} commands={this.commands} />;
   }
 }

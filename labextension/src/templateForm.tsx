@@ -3,6 +3,10 @@
  * Schema by JupyterLab's own rjsf component, plus the job name, the instance
  * size (with live availability) and the hours. The server has the last word:
  * its 4xx `field` is put next to the field it names.
+ *
+ * A training (or script) template's form also has a search mode ("Search…",
+ * searchForm.tsx): the same form then asks for an experiment, many trials of
+ * this template over the parameters' values or ranges.
  */
 import { ReactWidget } from '@jupyterlab/ui-components';
 import { FormComponent } from '@jupyterlab/ui-components';
@@ -11,7 +15,22 @@ import { ErrorSchema, RegistryWidgetsType, RJSFSchema, WidgetProps } from '@rjsf
 import { customizeValidator } from '@rjsf/validator-ajv8';
 import * as React from 'react';
 
-import { APIError, IJob, IProfile, ITemplate, postJSON, requestAPI } from './api';
+import { APIError, IExperiment, IJob, IProfile, ITemplate, postJSON, requestAPI } from './api';
+import {
+  experimentRequest,
+  defaultSettings,
+  gridSize,
+  IOptionRow,
+  ISearchContext,
+  ISearchRow,
+  ISearchSettings,
+  OptionRows,
+  SearchableWidget,
+  SearchErrors,
+  SearchSettings,
+  searchType,
+  ValueCheck
+} from './searchForm';
 
 /** The server's rule (service.NAME_RULE), checked here too so the message comes at once. */
 export const NAME_RULE = /^[A-Za-z0-9_]{1,100}$/;
@@ -54,6 +73,15 @@ function labelledWidgets(): RegistryWidgetsType {
 
 const WIDGETS = labelledWidgets();
 
+/** One value against a parameter's own schema: ajv's messages ("must be >= 1"), or ''. */
+const checkValue: ValueCheck = (schema, value) => {
+  const errors = validator.rawValidation(schema, value).errors ?? [];
+  return errors.map(e => e.message).join('; ');
+};
+
+/** Templates whose form offers "Search…": their runs report a metric per epoch. */
+export const SEARCHABLE_KINDS = ['training', 'script'];
+
 export interface IFormValues {
   name: string;
   params: { [key: string]: any };
@@ -92,6 +120,23 @@ interface IProps {
   initial: IFormValues;
   rerunOf: string | null;
   onSubmitted: (job: IJob) => void;
+  onExperiment?: (experiment: IExperiment) => void;
+}
+
+const SETTINGS_FIELDS = ['searcher', 'early_stopping', 'divisor', 'max_rungs', 'metric', 'maximize', 'max_trials',
+  'max_concurrent_trials', 'max_restarts'];
+
+/** The server's field -> where the search form shows it: a row ("search.lr"), a setting, or the search as a whole. */
+function searchErrorField(field: string, rows: string[]): string {
+  if (SETTINGS_FIELDS.includes(field)) {
+    return field;
+  }
+  if (field.startsWith('search.')) {
+    // "search.learning_rate.min" belongs to the learning_rate row; "search.options.lr" to that option's
+    const key = rows.filter(k => field === `search.${k}` || field.startsWith(`search.${k}.`)).sort((a, b) => b.length - a.length)[0];
+    return key ? `search.${key}` : field;
+  }
+  return 'search';
 }
 
 function TemplateForm(props: IProps): JSX.Element {
@@ -102,10 +147,41 @@ function TemplateForm(props: IProps): JSX.Element {
   const [paramErrors, setParamErrors] = React.useState<ErrorSchema | undefined>(undefined);
   const [busy, setBusy] = React.useState(false);
   const [submitted, setSubmitted] = React.useState<IJob | null>(null);
-  const formContext = React.useMemo(() => ({ defaultFormData: {} }), []);
+  // search mode
+  const searchable = !rerunOf && SEARCHABLE_KINDS.includes(template.kind);
+  const [searching, setSearching] = React.useState(false);
+  const [rows, setRows] = React.useState<{ [key: string]: ISearchRow }>({});
+  const [optionRows, setOptionRows] = React.useState<IOptionRow[]>([]);
+  const [settings, setSettings] = React.useState<ISearchSettings>(() => defaultSettings(template));
+  const [searchErrors, setSearchErrors] = React.useState<SearchErrors>({});
+  const [experiment, setExperiment] = React.useState<IExperiment | null>(null);
+  const onRow = React.useCallback((key: string, row: ISearchRow) => {
+    setRows(r => ({ ...r, [key]: row }));
+    setSearchErrors(e => {
+      const { [`search.${key}`]: _, search: __, ...rest } = e;
+      return rest;
+    });
+    setExperiment(null);
+  }, []);
+  const formContext: ISearchContext = React.useMemo(
+    () => ({ defaultFormData: {}, search: searching ? rows : null, errors: searchErrors, searcher: settings.searcher, onRow }),
+    [searching, rows, searchErrors, settings.searcher, onRow]
+  );
+  const uiSchema = React.useMemo(() => {
+    const ui: { [key: string]: any } = { 'ui:submitButtonOptions': { norender: true } };
+    if (searching) {
+      for (const [key, spec] of Object.entries<any>(schema.properties ?? {})) {
+        if (searchType(spec)) {
+          ui[key] = { 'ui:widget': SearchableWidget };
+        }
+      }
+    }
+    return ui;
+  }, [searching, schema]);
+  const searched = Object.keys(rows).filter(key => rows[key].mode !== 'fixed');
 
   const profile = profiles.find(p => p.id === values.profile);
-  const nameError = NAME_RULE.test(values.name) ? undefined : `Job name: use ${NAME_RULE_TEXT}`;
+  const nameError = NAME_RULE.test(values.name) ? undefined : `${searching ? 'Experiment' : 'Job'} name: use ${NAME_RULE_TEXT}`;
   const hoursError =
     profile && !(values.hours > 0 && values.hours <= profile.max_hours)
       ? `Hours: between 0 and ${profile.max_hours} for ${profile.display_name}`
@@ -115,6 +191,7 @@ function TemplateForm(props: IProps): JSX.Element {
     setValues(v => ({ ...v, ...change }));
     setErrors({});
     setSubmitted(null);
+    setExperiment(null);
   };
 
   const onParams = (e: IChangeEvent<any>) => {
@@ -124,7 +201,61 @@ function TemplateForm(props: IProps): JSX.Element {
     setSubmitted(null);
   };
 
+  /** The server's refusal, beside the field it names. */
+  const showRefusal = (error: unknown, searchFields: string[] = []) => {
+    const e = error as APIError;
+    const field = e.field ?? '';
+    if (field.startsWith('params.')) {
+      setParamErrors(paramsErrorSchema(field, e.message));
+      setErrors({ form: e.message });
+    } else if (field === 'name' || field === 'profile' || field === 'hours') {
+      setErrors({ [field]: e.message, form: e.message });
+    } else if (searching && field) {
+      setSearchErrors({ [searchErrorField(field, searchFields)]: e.message });
+      setErrors({ form: e.message });
+    } else {
+      setErrors({ form: e.message || String(error) });
+    }
+  };
+
+  const submitSearch = async () => {
+    // the schema's own checks of the fixed values (a searched one's value is not sent)
+    const schemaErrors = validator
+      .validateFormData(values.params, schema)
+      .errors.filter(e => !searched.some(key => (e.property ?? '').replace(/^\./, '').split('.')[0] === key));
+    const { request, errors: found } = experimentRequest({
+      template,
+      name: values.name,
+      params: values.params,
+      rows,
+      optionRows,
+      settings,
+      profile: values.profile,
+      hours: values.hours,
+      check: checkValue
+    });
+    setSearchErrors(found);
+    if (nameError || hoursError || schemaErrors.length > 0 || !request) {
+      setErrors({ form: found.search ?? 'Correct the fields marked in red first.' });
+      return;
+    }
+    setBusy(true);
+    setErrors({});
+    try {
+      const answer = await postJSON<IExperiment>('experiments', request);
+      setExperiment(answer);
+      props.onExperiment?.(answer);
+    } catch (error) {
+      showRefusal(error, [...searched, ...optionRows.map(r => `options.${r.name.trim()}`)]);
+    } finally {
+      setBusy(false);
+    }
+  };
+
   const submit = async () => {
+    if (searching) {
+      return submitSearch();
+    }
     // the schema's own checks, without the server's last complaint (extraErrors)
     const schemaErrors = validator.validateFormData(values.params, schema).errors;
     if (nameError || hoursError || schemaErrors.length > 0) {
@@ -141,30 +272,51 @@ function TemplateForm(props: IProps): JSX.Element {
       setSubmitted(job);
       props.onSubmitted(job);
     } catch (error) {
-      const e = error as APIError;
-      const field = e.field ?? '';
-      if (field.startsWith('params.')) {
-        setParamErrors(paramsErrorSchema(field, e.message));
-        setErrors({ form: e.message });
-      } else if (field === 'name' || field === 'profile' || field === 'hours') {
-        setErrors({ [field]: e.message, form: e.message });
-      } else {
-        setErrors({ form: e.message || String(error) });
-      }
+      showRefusal(error);
     } finally {
       setBusy(false);
     }
   };
 
   return (
-    <div className="jp-clusterlab-form" data-template={template.id} data-rerun-of={rerunOf ?? undefined}>
-      <h2 className="jp-clusterlab-form-title">
-        {rerunOf ? `Run again: ${template.name}` : template.name}
-      </h2>
+    <div
+      className={`jp-clusterlab-form${searching ? ' jp-mod-search' : ''}`}
+      data-template={template.id}
+      data-rerun-of={rerunOf ?? undefined}
+      data-mode={searching ? 'search' : 'job'}
+    >
+      <div className="jp-clusterlab-form-head">
+        <h2 className="jp-clusterlab-form-title">
+          {rerunOf ? `Run again: ${template.name}` : searching ? `Search: ${template.name}` : template.name}
+        </h2>
+        {searchable && (
+          <button
+            className="jp-mod-styled jp-clusterlab-search-toggle"
+            data-action="search"
+            aria-pressed={searching}
+            title={searching ? 'Back to one job with these values' : 'Run many trials over values or ranges of the parameters, stop the poor ones early, and name the best'}
+            onClick={() => {
+              setSearching(!searching);
+              setErrors({});
+              setSearchErrors({});
+              setSubmitted(null);
+              setExperiment(null);
+            }}
+          >
+            {searching ? 'One job' : 'Search…'}
+          </button>
+        )}
+      </div>
       <p className="jp-clusterlab-form-description">{template.description}</p>
+      {searching && (
+        <p className="jp-clusterlab-help jp-clusterlab-search-intro">
+          An experiment: each parameter below is fixed, or searched over values{' '}
+          (or, for numbers, a range). Every trial is a job of the size and hours below.
+        </p>
+      )}
 
       <div className="jp-clusterlab-field" data-field="name">
-        <label htmlFor="clusterlab-job-name">Job name</label>
+        <label htmlFor="clusterlab-job-name">{searching ? 'Experiment name' : 'Job name'}</label>
         <input
           id="clusterlab-job-name"
           className="jp-mod-styled jp-clusterlab-name-input"
@@ -226,7 +378,9 @@ function TemplateForm(props: IProps): JSX.Element {
           value={Number.isFinite(values.hours) ? values.hours : ''}
           onChange={e => update({ hours: parseFloat(e.target.value) })}
         />
-        <div className="jp-clusterlab-help" id="clusterlab-hours-help">The job is stopped after this long (at most {profile?.max_hours} h for this size).</div>
+        <div className="jp-clusterlab-help" id="clusterlab-hours-help">
+          {searching ? 'Each trial' : 'The job'} is stopped after this long (at most {profile?.max_hours} h for this size).
+        </div>
         {(hoursError || errors.hours) && <div className="jp-clusterlab-error">{errors.hours ?? hoursError}</div>}
       </div>
 
@@ -242,9 +396,34 @@ function TemplateForm(props: IProps): JSX.Element {
           extraErrors={paramErrors}
           formContext={formContext}
           widgets={WIDGETS}
-          uiSchema={{ 'ui:submitButtonOptions': { norender: true } }}
+          uiSchema={uiSchema}
         />
       </div>
+
+      {searching && template.kind === 'script' && (
+        <OptionRows
+          rows={optionRows}
+          errors={searchErrors}
+          searcher={settings.searcher}
+          onRows={next => {
+            setOptionRows(next);
+            setSearchErrors({});
+          }}
+        />
+      )}
+      {searching && (
+        <SearchSettings
+          template={template}
+          settings={settings}
+          errors={searchErrors}
+          grid={gridPreview(rows, optionRows, schema)}
+          onSettings={next => {
+            setSettings(next);
+            setSearchErrors({});
+            setExperiment(null);
+          }}
+        />
+      )}
 
       <div className="jp-clusterlab-actions">
         <button
@@ -252,7 +431,7 @@ function TemplateForm(props: IProps): JSX.Element {
           disabled={busy}
           onClick={() => void submit()}
         >
-          {busy ? 'Submitting…' : 'Submit'}
+          {busy ? 'Submitting…' : searching ? 'Start the search' : 'Submit'}
         </button>
         {errors.form && <div className="jp-clusterlab-error jp-clusterlab-form-error">{errors.form}</div>}
         {submitted && (
@@ -260,9 +439,30 @@ function TemplateForm(props: IProps): JSX.Element {
             Submitted job {submitted.name} ({submitted.id}): see the Jobs panel.
           </div>
         )}
+        {experiment && (
+          <div className="jp-clusterlab-submitted" data-experiment-id={experiment.id}>
+            Started experiment {experiment.name} ({experiment.id}): see the Experiments panel.
+            {experiment.notes?.length ? ` ${experiment.notes.join(' ')}` : ''}
+          </div>
+        )}
       </div>
     </div>
   );
+}
+
+/** The grid's size as typed so far (null: a range without count or step, or a row not parsed yet). */
+function gridPreview(rows: { [key: string]: ISearchRow }, optionRows: IOptionRow[], schema: any): number | null {
+  const search: { [key: string]: any } = {};
+  const add = (key: string, row: ISearchRow) => {
+    if (row.mode === 'values') {
+      search[key] = row.values.split(',').filter(v => v.trim() !== '');
+    } else if (row.mode === 'range') {
+      search[key] = { min: Number(row.min), max: Number(row.max), count: Number(row.count) || 0, step: Number(row.step) || 0 };
+    }
+  };
+  Object.entries(rows).forEach(([key, row]) => key in (schema.properties ?? {}) && add(key, row));
+  optionRows.forEach(row => add(`options.${row.name}`, row));
+  return Object.keys(search).length ? gridSize(search) : null;
 }
 
 /** The form in a main-area panel. */

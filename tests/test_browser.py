@@ -21,24 +21,19 @@ Screenshots of each step: test-artifacts/browser/<backend>/ (git-ignored).
 
 from __future__ import annotations
 
-import os
 import pwd
 import re
-import shutil
 import time
-from pathlib import Path
 
 import pytest
 import requests
+from browser_helpers import (  # noqa: F401 (chromium: a fixture)
+    Steps, axe_violations, check_accessibility, chromium, field_errors, job_card, open_form, show_jobs_panel, watch_job,
+)
 from hub import REPO, Hub
-
-playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[test]' (make setup)")
 
 pytestmark = [pytest.mark.hub, pytest.mark.browser]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic", "--disable-dev-shm-usage"]
 PASSWORD = "a-long-test-password"
 USER, OTHER = "erin", "frank"
 SLURM_PROFILES = REPO / "tests" / "data" / "slurm-profiles.yaml"
@@ -49,23 +44,8 @@ SIZE = {"local": "cpu-small", "slurm": "cpu-1"}
 FORM_DEFAULT_SIZE = {"local": "cpu-small", "slurm": "gpu-1"}
 SHOTS = REPO / "test-artifacts" / "browser"
 EPOCHS = 8
-AXE = REPO / "node_modules" / "axe-core" / "axe.min.js"
-AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 # a default-style name that is long: template, date, time and a note
 LONG_NAME = "image_classification_infer_20261201_195851_on_validation_images"
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    if not Path(CHROMIUM).exists():
-        message = "Debian's Chromium is missing: apt-get install -y chromium (tests/setup-services.sh does it in CI)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module", params=["local", "slurm"])
@@ -98,19 +78,6 @@ def cancel_unfinished_jobs(hub: Hub, user: str, token: str) -> None:
                 hub.api(token).delete(f"{jobs}/{job['id']}", timeout=30)
     except (requests.RequestException, ValueError, KeyError):
         pass  # the server is not running: its jobs were never started
-
-
-class Steps:
-    """Screenshots, numbered in the order the story takes them."""
-
-    def __init__(self, page, folder: Path):
-        self.page, self.folder, self.count = page, folder, 0
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
-
-    def shot(self, name: str) -> None:
-        self.count += 1
-        self.page.screenshot(path=self.folder / f"{self.count:02d}-{name}.png")
 
 
 def log_in(page, hub: Hub, user: str) -> None:
@@ -149,69 +116,10 @@ def new_launcher(page):
     return launcher
 
 
-def axe_violations(page, include: list[str], exclude: list[str] = ()) -> list[str]:
-    """axe-core's WCAG 2.1 AA rules over ``include`` less ``exclude`` (CSS selectors): one line per violation."""
-    page.add_script_tag(path=str(AXE))
-    return page.evaluate(
-        """async ([include, exclude, tags]) => (await axe.run(
-               {include: include.map(s => [s]), exclude: exclude.map(s => [s])},
-               {runOnly: {type: 'tag', values: tags}})).violations.map(
-             v => `${v.id} (${v.impact}): ${v.help}\\n  ` +
-                  v.nodes.slice(0, 5).map(n => n.target.join(' ') + ': ' + n.failureSummary).join('\\n  '))""",
-        [include, list(exclude), AXE_TAGS])
-
-
-def check_accessibility(page, where: str, include: list[str], steps: "Steps") -> None:
-    """No violation of ours in ``include``; the report goes beside the screenshots."""
-    report = "\n".join(axe_violations(page, include))
-    (steps.folder / f"axe-{where}.txt").write_text(report or "no violations\n")
-    assert not report, f"axe-core finds WCAG 2.1 AA violations on {where}:\n{report}"
-
-
 def list_jupyterlab_violations(page, steps: "Steps") -> None:
     """JupyterLab's own violations (out of scope), listed for the record beside the screenshots."""
     report = "\n".join(axe_violations(page, ["body"], exclude=[".jp-clusterlab-jobs-panel", ".jp-clusterlab-form"]))
     (steps.folder / "axe-jupyterlab.txt").write_text(report or "no violations\n")
-
-
-def show_jobs_panel(page) -> None:
-    """Its sidebar tab toggles: click it only when the panel is not showing."""
-    if not page.locator(".jp-clusterlab-jobs").is_visible():
-        page.locator(".jp-SideBar [data-id=clusterlab-jobs]").click()
-    page.locator(".jp-clusterlab-jobs").wait_for(state="visible")
-
-
-def job_card(page, job_id: str):
-    return page.locator(f".jp-clusterlab-job[data-job-id='{job_id}']")
-
-
-def watch_job(page, job_id: str, until: set[str], timeout: float = 240) -> list[tuple[str, int, str]]:
-    """(status, percent, progress text) as the panel showed them, until a status in ``until``."""
-    card = job_card(page, job_id)
-    card.wait_for(timeout=30_000)
-    seen: list[tuple[str, int, str]] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = card.locator(".jp-clusterlab-status").get_attribute("data-status")
-        bar = card.locator(".jp-clusterlab-progress")
-        state = (status, int(bar.get_attribute("aria-valuenow")), bar.inner_text().strip())
-        if not seen or seen[-1] != state:
-            seen.append(state)
-        if status in until:
-            return seen
-        time.sleep(0.25)
-    raise AssertionError(f"{job_id} did not reach {until}; the panel showed {seen}")
-
-
-def field_errors(page, field: str) -> str:
-    """The messages rjsf shows in the form group of parameter ``field``."""
-    group = page.locator(".jp-clusterlab-params .form-group").filter(has=page.locator(f"#root_{field}"))
-    return " ".join(group.locator(".validationErrors").all_inner_texts())
-
-
-def open_form(page, template_name: str) -> None:
-    page.locator(".jp-LauncherCard[data-category='Accelerated AI']").filter(has_text=template_name).click()
-    page.locator(".jp-clusterlab-form").last.wait_for()
 
 
 def submit(page, name: str, epochs: int) -> str:

@@ -30,6 +30,15 @@ def utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
 
+def iso(value: datetime.datetime | None) -> str | None:
+    """A stored time in ISO 8601 with its zone: SQLite drops the zone, and we only ever store UTC."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=datetime.timezone.utc)
+    return value.isoformat()
+
+
 class Job(Base):
     __tablename__ = "jobs"
 
@@ -66,13 +75,6 @@ class Job(Base):
         return self.status in FINAL
 
     def to_json(self) -> dict[str, Any]:
-        def iso(value):
-            if value is None:
-                return None
-            if value.tzinfo is None:  # SQLite drops the zone; we only ever store UTC
-                value = value.replace(tzinfo=datetime.timezone.utc)
-            return value.isoformat()
-
         return {
             "id": self.id, "name": self.name, "template": self.template,
             "template_version": self.template_version, "params": self.params,

@@ -21,7 +21,7 @@ from clusterlab_spawner.options import Choice
 
 from ..registry import Template
 from ..service import JobError, JobService, check_page, new_id, private_folder
-from ..store import FINAL, Job, dumps, utcnow
+from ..store import FINAL, Job, dumps, iso, utcnow
 from .controller import STATE_FILE, settings_to_json, trial_name
 from .spec import ExperimentSpec, validate_experiment
 from .store import EXPERIMENT_STATUSES, Experiment, ExperimentStore
@@ -161,8 +161,8 @@ class ExperimentService:
         public["search"] = {k: ({kk: vv for kk, vv in v.items() if kk != "integer"} if isinstance(v, dict) else v)
                             for k, v in spec.search.items()}
         answer = {
-            "id": row.id, **public, "status": status, "reason": reason, "created": row.created.isoformat(),
-            "ended": row.ended.isoformat() if row.ended else None, "counts": counts,
+            "id": row.id, **public, "status": status, "reason": reason, "created": iso(row.created),
+            "ended": iso(row.ended), "counts": counts,
             "best": self.best(spec, trials, {j.id: j for j in jobs}),
             "controller": None if controller is None else {
                 "job_id": controller.id, "status": controller.status, "restarts": controller.restarts or 0,
@@ -195,8 +195,8 @@ class ExperimentService:
     def resume(self, experiment_id: Any) -> dict:
         """Start the controller again when it is not running (it resumes from its journal and the jobs)."""
         row = self.get_row(experiment_id)
-        if row.status == "cancelled":
-            raise JobError(409, f"experiment {row.id} was cancelled", "id")
+        if row.status in ("cancelled", "completed"):
+            raise JobError(409, f"experiment {row.id} has ended ({row.status}): there is nothing to resume", "id")
         controller, _ = self._jobs(row)
         if controller is not None and not controller.final:
             raise JobError(409, f"experiment {row.id}'s controller is {controller.status}", "id")

@@ -144,7 +144,11 @@ class ExperimentService:
         best = (max if spec.maximize else min)(done, key=lambda t: t["value"])
         model = Path(jobs[best["job_id"]].folder) / "output" / "model.pt"
         return {"trial": best["trial"], "job_id": best["job_id"], "params": best["params"], "value": best["value"],
-                "epoch": best["epoch"], "model_path": self.jobs._in_workspace(model) if model.exists() else None}
+                "epoch": best["epoch"], "model_path": self.model_path(model) if model.exists() else None}
+
+    def model_path(self, model: Path) -> str:
+        """As an inference job's ``model`` parameter takes it: relative to the workspace when inside it."""
+        return self.jobs._in_workspace(model) or str(model)
 
     def experiment_json(self, row: Experiment, with_trials: bool = False) -> dict:
         spec = ExperimentSpec.from_json(row.spec)

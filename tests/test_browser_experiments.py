@@ -11,10 +11,10 @@ Experiments panel follows it to the end -> the trials' cards in the Jobs panel
 say which experiment they belong to -> the experiment's view: its best trial,
 a table that sorts by any column, one learning curve per trial, the learning
 rate against the metric -> the trials as CSV -> rerun the best with more
-epochs -> delete the experiment.
+epochs -> every trial in one TensorBoard -> delete the experiment.
 
-axe-core checks the search form, the Experiments panel and the view against
-WCAG 2.1 AA. Screenshots: test-artifacts/browser/experiments/ (git-ignored).
+axe-core checks the search form, the Experiments panel, the Jobs panel with
+trials and the view against WCAG 2.1 AA. Screenshots: test-artifacts/browser/experiments/ (git-ignored).
 """
 
 from __future__ import annotations
@@ -155,9 +155,17 @@ def test_an_experiment_from_the_form_to_its_view(lab, chromium):
         form.locator("#clusterlab-search-learning_rate-values").fill("0.001, fast")
         form.locator(".jp-clusterlab-submit").click()
         assert '"fast" is not a number' in row.locator(".jp-clusterlab-error").inner_text()
-        # ... and one the server refuses (over the quota of trials at once), beside its field
+        # ... and ones the server refuses, beside their fields: a searched path that is not there,
         form.locator("#clusterlab-search-learning_rate-values").fill(", ".join(RATES))
         assert row.locator(".jp-clusterlab-error").count() == 0
+        form.locator("#clusterlab-search-dataset-mode").select_option("values")
+        form.locator("#clusterlab-search-dataset-values").fill("demo/shapes, demo/no_such_folder")
+        form.locator(".jp-clusterlab-submit").click()
+        refusal = form.locator(".jp-clusterlab-search-row[data-search-param=dataset] .jp-clusterlab-error")
+        refusal.wait_for()
+        assert "no_such_folder" in refusal.inner_text(), refusal.inner_text()
+        form.locator("#clusterlab-search-dataset-mode").select_option("fixed")
+        # and more trials at once than the quota
         assert "3 points" in form.locator("[data-field=max_trials]").inner_text()
         form.locator("#clusterlab-max-concurrent").fill("999")
         form.locator(".jp-clusterlab-submit").click()
@@ -198,6 +206,7 @@ def test_an_experiment_from_the_form_to_its_view(lab, chromium):
             assert label.inner_text().replace("\n", "") == f"trial {trial['trial']} of {NAME}"
         first = job_card(page, trials[0]["job_id"])
         assert fits(first)
+        check_accessibility(page, "jobs-panel-trials", [".jp-clusterlab-jobs-panel"], steps)
         steps.shot("jobs-panel-trials")
         first.locator(".jp-clusterlab-trial-label").click()  # opens the experiment's view
 
@@ -250,6 +259,13 @@ def test_an_experiment_from_the_form_to_its_view(lab, chromium):
         lab.call("DELETE", f"jobs/{rerun['id']}")
         assert rerun["params"]["epochs"] == 3
         assert rerun["params"]["learning_rate"] == best["params"]["learning_rate"]
+
+        # ----- every trial in one TensorBoard ------------------------------------------------------
+        view.locator("[data-action=tensorboard]").click()
+        page.locator(".lm-TabBar-tab").filter(has_text=f"TensorBoard: experiment {NAME}").wait_for()
+        assert page.locator(".jp-clusterlab-tensorboard iframe").last.get_attribute("src")
+        assert set(lab.call("GET", "tensorboard").json()["jobs"]) == {trial["job_id"] for trial in trials}
+        lab.call("DELETE", "tensorboard")
 
         # ----- delete it, once ended --------------------------------------------------------------
         show_experiments_panel(page)

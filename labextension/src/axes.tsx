@@ -44,20 +44,26 @@ export function linearScale(domain: [number, number], range: [number, number], t
 }
 
 /** For values > 0 spread over decades (a learning rate): the powers of ten inside, else the ends and their geometric middle. */
-export function logScale(domain: [number, number], range: [number, number]): IScale {
-  const [low, high] = domain.map(v => Math.log10(v));
+export function logScale(domain: [number, number], range: [number, number], pad = 0): IScale {
+  const [first, last] = domain.map(v => Math.log10(v));
+  const d = (last - first) * pad;
+  const [low, high] = [first - d, last + d];
   const inner = linearScale([low, high], range);
   const scale = ((value: number) => inner(Math.log10(value))) as IScale;
   const decades: number[] = [];
   for (let e = Math.ceil(low - 1e-9); e <= Math.floor(high + 1e-9); e++) {
     decades.push(10 ** e);
   }
-  scale.ticks = decades.length >= 2 ? decades : high === low ? [10 ** low] : [10 ** low, 10 ** ((low + high) / 2), 10 ** high];
+  scale.ticks =
+    decades.length >= 2 ? decades : last === first ? [10 ** first] : [10 ** first, 10 ** ((first + last) / 2), 10 ** last];
   scale.log = true;
   return scale;
 }
 
-/** [low, high] of the values, widened by ``pad`` of its span each side (a span of 0 gets ±1 or ±10 %). */
+/**
+ * [low, high] of the values, widened by ``pad`` of its span each side (a span of 0 gets ±1 or ±10 %);
+ * values that all lie in 0..1 (accuracies) are not widened past it.
+ */
 export function extent(values: number[], pad = 0): [number, number] {
   const finite = values.filter(v => Number.isFinite(v));
   if (finite.length === 0) {
@@ -70,7 +76,8 @@ export function extent(values: number[], pad = 0): [number, number] {
     return [low - d, high + d];
   }
   const d = (high - low) * pad;
-  return [low - d, high + d];
+  const unit = low >= 0 && high <= 1;
+  return unit ? [Math.max(0, low - d), Math.min(1, high + d)] : [low - d, high + d];
 }
 
 /** 1, the middle and the last epoch. */

@@ -167,7 +167,7 @@ function paramScale(spec: SearchSpec | undefined, values: any[]): { scale: IScal
   const positive = all.every(v => v > 0);
   const log = Array.isArray(spec) ? positive && Math.max(...all) / Math.min(...all) >= 10 : !!spec?.log;
   if (log && positive) {
-    const scale = logScale([Math.min(...all), Math.max(...all)], range);
+    const scale = logScale([Math.min(...all), Math.max(...all)], range, 0.05);
     return { scale, label: v => tick(v), position: v => scale(v) };
   }
   const [low, high] = extent(all, 0.05);

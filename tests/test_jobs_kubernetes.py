@@ -376,11 +376,12 @@ def test_a_refused_job_leaves_no_folder_and_no_record(service, stand_in):
     assert job.status == "queued"
     before = service.store.unfinished()
 
-    folder = Path(job.folder)  # the API server's own refusal, in its words
+    folder = Path(job.folder)  # the API server's own refusal, in its words: a first start of a Job that exists
+    job.scheduler_id = ""  # (this copy only: a restart names its Job anew, clusterlab-<id>-r1)
     with pytest.raises(BackendError) as e:
         service.backend.submit(job, folder / "job.sh", folder / "log.txt", {})
     assert str(e.value) == (f"Kubernetes refused to create the job: 409 Conflict: "
-                            f'jobs "{job.scheduler_id}" already exists')
+                            f'jobs "clusterlab-{job.id}" already exists')
 
     stand_in.stop_thread()  # the API server is gone
     with pytest.raises(JobError) as e:

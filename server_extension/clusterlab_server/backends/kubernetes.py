@@ -44,7 +44,7 @@ from clusterlab_spawner.availability import Availability
 from clusterlab_spawner.options import Choice
 from clusterlab_spawner.profiles import Profile
 
-from .common import BackendError, ended_status
+from .common import KILLED_BY_SIGNAL, BackendError, ended_status
 from ..store import Job, utcnow
 
 JOB_PREFIX = "clusterlab-"
@@ -84,11 +84,27 @@ def label_value(text: str) -> str:
     return f"{safe}-{digest}" if safe else f"x-{digest}"
 
 
-def job_name(job_id: str) -> str:
-    """The Job's name: ``clusterlab-<id>`` (ids are ``20261125-110852-c2cab9``: DNS-1123 already)."""
-    if not JOB_ID.match(job_id) or len(JOB_PREFIX) + len(job_id) > 63:
+def job_name(job_id: str, run: int = 0) -> str:
+    """The Job's name: ``clusterlab-<id>`` (ids are ``20261125-110852-c2cab9``: DNS-1123 already);
+    ``clusterlab-<id>-r<run>`` for the ``run``-th start again of the same job (a restart after a kill)."""
+    name = JOB_PREFIX + job_id + (f"-r{run}" if run else "")
+    if not JOB_ID.match(job_id) or len(name) > 63:
         raise ValueError(f"job id {job_id[:80]!r} cannot name a Kubernetes Job")
-    return JOB_PREFIX + job_id
+    return name
+
+
+def next_run(job: Job) -> int:
+    """Which start of ``job`` a submit is: 0 the first; a restart (``scheduler_id`` still names the Job of the
+    run before, whose name Kubernetes keeps until its TTL) the one after it, so that the names never collide."""
+    before = job.scheduler_id or ""
+    base = JOB_PREFIX + job.id
+    if not before.startswith(base):
+        return 0
+    rest = before[len(base):]
+    if rest == "":
+        return 1
+    found = re.fullmatch(r"-r(\d+)", rest)
+    return int(found.group(1)) + 1 if found else 0
 
 
 def memory_quantity(memory_gb: float) -> str:
@@ -136,6 +152,7 @@ def make_job(
     uid: int | None = None,
     gid: int | None = None,
     ttl_seconds: int = DEFAULT_TTL_SECONDS,
+    run: int = 0,
 ) -> dict[str, Any]:
     """A ``batch/v1`` Job that runs ``script`` for ``job`` with the size of ``choice``.
 
@@ -144,11 +161,12 @@ def make_job(
     the pod runs as (the user's server's own ids). The wall time is the pod's
     ``activeDeadlineSeconds``: it counts from when the pod starts on a node, as
     Slurm's time limit does, not from submission (a Job-level deadline would
-    also count the time spent waiting for room).
+    also count the time spent waiting for room). ``run``: which start of the
+    job this is (0 the first, 1.. its restarts), in the Job's name.
     """
     profile: Profile = choice.profile
     kube = profile.kubernetes or {}
-    name = job_name(job.id)
+    name = job_name(job.id, run)
     labels = labels_for(user, job.id)
     annotations = {"clusterlab/job-name": job.name, "clusterlab/template": job.template,
                    "clusterlab/profile": profile.id}
@@ -274,20 +292,51 @@ def pod_job_name(pod: dict) -> str:
     return name or ""
 
 
+# a pod's status.reason when Kubernetes itself ended it: not the job's doing, so it is started again
+POD_DISRUPTIONS = {
+    "Evicted": "evicted from its node",
+    "NodeLost": "its node was lost",
+    "Shutdown": "its node shut down",
+    "Terminated": "its node shut down",
+    "Preempting": "preempted by a pod of higher priority",
+}
+
+
+def disruption(pod: dict | None) -> str:
+    """Why Kubernetes ended the pod from outside (evicted, its node lost or shut down, preempted), in words;
+    '' when it did not."""
+    status = (pod or {}).get("status") or {}
+    message = (status.get("message") or "").strip()
+    words = POD_DISRUPTIONS.get(status.get("reason") or "")
+    if words is None:
+        target = _condition(pod or {}, "DisruptionTarget")  # the pod's own condition (Kubernetes 1.26+)
+        if target is None:
+            return ""
+        words, message = f"ended by Kubernetes ({target.get('reason') or 'DisruptionTarget'})", (
+            target.get("message") or "").strip()
+    return f"{words}: {message}"[:500] if message else words
+
+
 def job_change(job: Job, k8s_job: dict | None, pod: dict | None, pods_known: bool) -> dict:
     """What our record of ``job`` becomes, from its Kubernetes Job and (if listed) its pod.
 
     ``pods_known``: the pods were listed in this poll (``pod`` None then means none exists).
+    ``restartable`` (the job service starts it again): an end Kubernetes inflicted (OOMKilled,
+    evicted, its node lost, a signal), never the user's own exit status, the wall time, or
+    someone deleting the Job.
     """
     if k8s_job is None or (k8s_job.get("metadata") or {}).get("deletionTimestamp"):
-        return ended_status(Path(job.folder), "deleted from Kubernetes before it ended")
+        change = ended_status(Path(job.folder), "deleted from Kubernetes before it ended")
+        if change["exit_code"] is None:
+            change.pop("restartable", None)  # deleted by someone (kubectl delete): their decision
+        return change
     node = ((pod or {}).get("spec") or {}).get("nodeName") or ""
     outcome, condition = _finished(k8s_job)
     if outcome:
         change = ended_status(Path(job.folder))
         if node:
             change["node"] = node  # where it ran, even if we never saw it running
-        if change["status"] == "cancelled":
+        if change["status"] in ("cancelled", "pruned"):
             return change
         if outcome == "succeeded" and change["exit_code"] is None:
             # the volume as this server sees it has no mark yet; the container's status is the script's
@@ -298,13 +347,22 @@ def job_change(job: Job, k8s_job: dict | None, pod: dict | None, pods_known: boo
             reasons = {condition.get("reason"), ((pod or {}).get("status") or {}).get("reason")}
             if "DeadlineExceeded" in reasons:
                 change.update(status="failed", reason=f"wall time reached ({job.hours:g} h)")
+                change.pop("restartable", None)  # the hours asked for, as Slurm's TIMEOUT
             elif terminated.get("reason") == "OOMKilled":
-                change.update(status="failed", reason="out of memory: killed at its memory limit (OOMKilled)")
+                change.update(status="failed", reason="out of memory: killed at its memory limit (OOMKilled)",
+                              restartable=True)
+            elif disruption(pod):
+                change.update(status="failed", reason=disruption(pod), restartable=True)
             elif change["exit_code"] is None:
                 code = terminated.get("exitCode")
                 if isinstance(code, int) and code != 0:
+                    # the volume as this server sees it has no mark yet: the container's status is the script's
                     change["exit_code"] = code
-                    change["reason"] = f"exited with status {code}"
+                    if code > KILLED_BY_SIGNAL:
+                        change.update(reason=f"killed by signal {code - KILLED_BY_SIGNAL}", restartable=True)
+                    else:
+                        change["reason"] = f"exited with status {code}"
+                        change.pop("restartable", None)  # the user's own error
                 else:
                     why = condition.get("message") or condition.get("reason") or "the pod failed"
                     change["reason"] = f"Kubernetes: {why}"
@@ -458,8 +516,9 @@ class KubernetesBackend:
     def directives(self, job: Job, log_path: Path, choice) -> list[str]:
         return []  # the size is in the Job's manifest, not in the script
 
-    def manifest(self, job: Job, script: Path, log_path: Path, env: dict) -> dict:
-        """The Job for ``job``, from its validated profile and hours (as recorded by the service)."""
+    def manifest(self, job: Job, script: Path, log_path: Path, env: dict, run: int = 0) -> dict:
+        """The Job for ``job``, from its validated profile and hours (as recorded by the service);
+        ``run``: which start of the job (its restarts get Jobs of their own names)."""
         from clusterlab_spawner.profiles import load_profiles
 
         profiles = {p.id: p for p in load_profiles(self.profiles_file)}
@@ -474,10 +533,10 @@ class KubernetesBackend:
             raise BackendError(f"the job folder {Path(script).parent} is not under the home volume's {home}")
         return make_job(job, choice, user=self.user, namespace=self.namespace, image=image,
                         pvc_name=self.pvc_name, home=home, script=str(script), log_path=str(log_path),
-                        env=env, uid=os.getuid(), gid=os.getgid(), ttl_seconds=self.ttl_seconds)
+                        env=env, uid=os.getuid(), gid=os.getgid(), ttl_seconds=self.ttl_seconds, run=run)
 
     def submit(self, job: Job, script: Path, log_path: Path, env: dict) -> str:
-        manifest = self.manifest(job, script, log_path, env)
+        manifest = self.manifest(job, script, log_path, env, run=next_run(job))
         try:
             self._run(self._call("BatchV1Api", "create_namespaced_job", self.namespace, manifest))
         except Exception as e:  # noqa: BLE001 - every failure is the scheduler refusing

@@ -208,7 +208,8 @@ class Controller:
                 continue
             trial.report(float(value), epoch)
             reported.add(epoch)
-            if not job.final and trial.should_prune():
+            # a trial at its last epoch has done its work: it completes, it is not stopped early
+            if not job.final and epoch != point.get("epochs") and trial.should_prune():
                 self._prune(job, epoch, point.get("epochs"), float(value))
                 return
         if job.status == "pruned":

@@ -96,7 +96,13 @@ class JupyterServer:
         return requests.request(method, f"{self.api}/{path}", headers=self.headers, timeout=30, **kwargs)
 
     def cancel_unfinished(self) -> None:
-        """Jobs are detached process groups: cancel the ones the run started, so none outlives the test."""
+        """Jobs are detached process groups: cancel the ones the run started, so none outlives the test.
+
+        Experiments first: a running one's controller would launch new trials for the cancelled ones.
+        """
+        for experiment in self.call("GET", "experiments", params={"status": "running", "limit": 1000}).json()[
+                "experiments"]:
+            self.call("POST", f"experiments/{experiment['id']}/cancel")
         for status in ("queued", "running"):
             for job in self.call("GET", "jobs", params={"status": status, "limit": 1000}).json()["jobs"]:
                 self.call("DELETE", f"jobs/{job['id']}")

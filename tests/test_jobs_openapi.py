@@ -38,6 +38,8 @@ CHECKS = [
     response_schema_conformance,
 ]
 SLEEPY = "import time\nprint('sleeping', flush=True)\ntime.sleep(60)\n"
+# a trial that reports one epoch and ends
+REPORTER = "from clusterlab_server.training import options, report\nreport(1, 1, score=options().get('x', 0))\n"
 
 
 def make_server(root: Path) -> JupyterServer:
@@ -45,6 +47,7 @@ def make_server(root: Path) -> JupyterServer:
     (workspace / "src").mkdir(parents=True)
     (workspace / "src" / "hello.py").write_text(HELLO)
     (workspace / "sleepy.py").write_text(SLEEPY)
+    (workspace / "reporter.py").write_text(REPORTER)
     return JupyterServer(root).start()
 
 
@@ -75,8 +78,26 @@ def known_jobs(server):
     return [done.json()["id"], running.json()["id"]]
 
 
+def experiment_request(name: str, script: str) -> dict:
+    return {"template": "python-script", "name": name, "params": {"script": script},
+            "search": {"options.x": [1]}, "searcher": "grid", "metric": "score", "profile": "cpu-small"}
+
+
 @pytest.fixture(scope="module")
-def api_schema(server, known_jobs):
+def known_experiments(server):
+    """A completed experiment and a running one, for the generated experiment ids to hit now and then."""
+    done = server.call("POST", "experiments", json=experiment_request("done", "reporter.py"))
+    running = server.call("POST", "experiments", json=experiment_request("running", "sleepy.py"))
+    assert done.status_code == 201 and running.status_code == 201, (done.text, running.text)
+    deadline = time.monotonic() + 60
+    while server.call("GET", f"experiments/{done.json()['id']}").json()["status"] != "completed":
+        assert time.monotonic() < deadline, "the one-trial experiment did not complete"
+        time.sleep(0.5)
+    return [done.json()["id"], running.json()["id"]]
+
+
+@pytest.fixture(scope="module")
+def api_schema(server, known_jobs, known_experiments):
     config = SchemathesisConfig.from_dict({
         "base-url": server.api,
         "headers": server.headers,
@@ -86,6 +107,11 @@ def api_schema(server, known_jobs):
 
     @schema.hook
     def flatmap_path_parameters(context, path_parameters):
+        if path_parameters and "experiment_id" in path_parameters:
+            return st.one_of(
+                st.just(path_parameters),
+                st.sampled_from(known_experiments).map(lambda e: {**path_parameters, "experiment_id": e}),
+            )
         if not path_parameters or "job_id" not in path_parameters:
             return st.just(path_parameters)
         # follow=1 past the end of a running job's log rightly waits 20 s: the log gets the finished one
@@ -98,6 +124,9 @@ def api_schema(server, known_jobs):
     @schema.hook
     def flatmap_body(context, body):
         # a random template id is always refused: now and then submit the real template on a real script
+        if context.operation.label == "POST /experiments" and isinstance(body, dict):
+            # rarely: each one starts a controller and a trial on this machine's two cores
+            return st.sampled_from([body, body, body, {**body, **experiment_request("generated", "reporter.py")}])
         if context.operation.label != "POST /jobs" or not isinstance(body, dict):
             return st.just(body)
         runnable = {**body, "template": "python-script", "params": {"script": "src/hello.py"}}

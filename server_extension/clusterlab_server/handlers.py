@@ -254,9 +254,8 @@ class ExperimentCSVHandler(ExperimentsBase):
     @json_errors
     def get(self, experiment_id):
         text = self.experiments.trials_csv(experiment_id)
-        self.set_header("Content-Type", "text/csv; charset=utf-8")
         self.set_header("Content-Disposition", f'attachment; filename="experiment-{experiment_id}-trials.csv"')
-        self.finish(text)
+        self.finish(text, set_content_type="text/csv; charset=utf-8")
 
 
 class GPUsHandler(ClusterLabHandler):

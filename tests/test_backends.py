@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import stat
 
+import pytest
+
 from clusterlab_server.backends import SlurmBackend, local_availability
 from clusterlab_spawner.profiles import Profile
 
@@ -58,3 +60,35 @@ def test_a_failing_sinfo_means_queue_never_an_error(tmp_path):
     assert "Unable to contact slurm controller" in a.state("small")["reason"]
     a = SlurmBackend(str(tmp_path / "nowhere")).availability([profile("small")])
     assert a.state("small")["state"] == "queue"
+
+
+def fake_squeue(folder, lines: str):
+    squeue = folder / "squeue"
+    squeue.write_text(f"#!/bin/sh\nprintf '{lines}'\n")
+    squeue.chmod(squeue.stat().st_mode | stat.S_IXUSR)
+
+
+@pytest.mark.parametrize("state, marks, status, restartable", [
+    ("NODE_FAIL", {}, "failed", True),                       # its node died: not its own doing
+    ("PREEMPTED", {}, "failed", True),
+    ("OUT_OF_MEMORY", {"exit_code": "137"}, "failed", True),
+    ("TIMEOUT", {}, "failed", False),                         # the hours it asked for
+    ("FAILED", {"exit_code": "1"}, "failed", False),          # a Python exception: its own error
+    ("FAILED", {}, "failed", True),                           # killed, batch shell and all: no exit status
+    ("FAILED", {"exit_code": "137"}, "failed", True),         # its program SIGKILLed (job.sh wrote 128 + 9)
+    ("CANCELLED", {}, "cancelled", False),                    # somebody's scancel outside ClusterLab
+    ("CANCELLED", {"cancelled": ""}, "cancelled", False),     # ClusterLab's own cancel
+    ("CANCELLED", {"pruned": "stopped early at epoch 2"}, "pruned", False),
+])
+def test_slurm_ends_say_whether_a_restart_may_get_past_them(tmp_path, state, marks, status, restartable):
+    from clusterlab_server.store import Job
+
+    folder = tmp_path / "job"
+    folder.mkdir()
+    for name, text in marks.items():
+        (folder / name).write_text(text)
+    fake_squeue(tmp_path, f"42|{state}|None|n1|cpu|1|ada|x\\n")
+    job = Job(id="j", scheduler_id="42", folder=str(folder), status="running", node="n1", reason="")
+    change = SlurmBackend(str(tmp_path)).statuses([job])["j"]
+    assert change["status"] == status
+    assert change.get("restartable", False) is restartable, change

@@ -107,7 +107,12 @@ class SlurmBackend:
                 if seen is not None and seen.state in SLURM_ENDS_NOT_ITS_OWN + ("TIMEOUT",):
                     change.update(status="failed", reason=f"Slurm: {seen.state.lower().replace('_', ' ')}",
                                   restartable=seen.state in SLURM_ENDS_NOT_ITS_OWN)
-            if any(getattr(job, key) != value for key, value in change.items() if key not in ("start_time", "restartable")):
+                elif seen is not None and seen.state == "CANCELLED" and change["status"] == "failed":
+                    # a scancel outside ClusterLab (ours marks the folder first): somebody meant it to stop
+                    change.update(status="cancelled", reason="cancelled in Slurm (scancel), not through ClusterLab",
+                                  restartable=False)
+            if any(getattr(job, key) != value for key, value in change.items()
+                   if key not in ("start_time", "restartable")):
                 changes[job.id] = change
         return changes
 

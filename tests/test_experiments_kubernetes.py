@@ -24,7 +24,7 @@ import pytest
 from clusterlab_server.backends import kubernetes as kj
 from clusterlab_server.experiments.controller import Controller
 from clusterlab_server.experiments.service import ExperimentService
-from clusterlab_server.service import JobService, Settings
+from clusterlab_server.service import JobError, JobService, Settings
 from clusterlab_server.store import Job
 from experiment_helpers import fake_request, write_fake_trainer
 from test_jobs_kubernetes import IMAGE, NS, PROFILES, REPO, a_job, home, stand_in  # noqa: F401 - fixtures
@@ -33,7 +33,8 @@ USER_LABELS = {"app": "clusterlab", "clusterlab/user": "ada"}
 
 
 @pytest.fixture
-def lab(home):  # noqa: F811 - the fixture imported above
+def lab(home, monkeypatch):  # noqa: F811 - the fixture imported above
+    monkeypatch.setenv("CLUSTERLAB_K8S_SERVICE_ACCOUNT", "clusterlab-jobs")  # as the spawner sets it
     write_fake_trainer(home / "work")
     jobs = JobService(Settings(
         jobs_root=home / ".clusterlab" / "jobs", workspace=home / "work", template_paths=[REPO / "templates"],
@@ -140,10 +141,11 @@ def test_a_pruned_trial_has_its_job_deleted(lab, stand_in):  # noqa: F811
     best = jobs[0.01]
     play_epochs(best, {1: 0.8, 2: 0.85}, 4)  # the best reaches the rung (epoch 2) first
     assert controller.step()
-    for lr, job in jobs.items():
-        if job is not best:
-            play_epochs(job, {1: lr * 10, 2: lr * 20}, 4)  # all below it at the rung
-    assert controller.step()
+    # all below it at the rung, arriving one round after another, best first (ASHA's verdict depends on the
+    # order of arrival: the 4th to arrive continues if among the top half of all 4)
+    for lr in (0.002, 0.001, 0.0005):
+        play_epochs(jobs[lr], {1: lr * 10, 2: lr * 20}, 4)
+        assert controller.step()
 
     for lr, job in jobs.items():
         job = lab.jobs.get(job.id)
@@ -255,3 +257,35 @@ def test_a_job_deleted_behind_our_back_is_not_restarted_and_a_restart_never_reus
     assert kj.next_run(Job(id=job.id, scheduler_id=f"clusterlab-{job.id}-r7")) == 8
     assert kj.job_name(job.id, 20) == f"clusterlab-{job.id}-r20"
     assert len(kj.job_name(f"{job.id}-controller", 20)) <= 63
+
+
+def test_the_controller_pod_runs_as_the_servers_account_and_its_trials_are_still_the_users(
+        lab, stand_in, monkeypatch):  # noqa: F811
+    """The controller's pod submits trials to the API server: it alone gets the user's server's account and
+    token; it learns whose jobs they are from CLUSTERLAB_K8S_USER (the hub's JUPYTERHUB_USER is not a job's)."""
+    created, _ = start(lab, "kube_account", {"options.lr": [0.01]}, searcher="grid", epochs=1)
+    [controller_job] = stand_in.created("Job")
+    pod = controller_job["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "clusterlab-jobs" and pod["automountServiceAccountToken"] is True
+    env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+    assert env["CLUSTERLAB_K8S_USER"] == "ada" and "JUPYTERHUB_USER" not in env
+
+    # inside that pod: the job's environment, not the hub's
+    monkeypatch.delenv("JUPYTERHUB_USER")
+    monkeypatch.setenv("CLUSTERLAB_K8S_USER", env["CLUSTERLAB_K8S_USER"])
+    controller = Controller(Path(lab.get_row(created["id"]).folder))
+    lab.controllers.append(controller)
+    assert controller.step()
+    [trial] = trials(lab, created["id"])
+    k8s = stand_in.get("Job", trial.scheduler_id, NS)
+    assert k8s["metadata"]["labels"]["clusterlab/user"] == "ada"
+    trial_pod = k8s["spec"]["template"]["spec"]
+    assert trial_pod["automountServiceAccountToken"] is False and "serviceAccountName" not in trial_pod
+
+
+def test_without_the_servers_account_no_controller_is_started(lab):
+    lab.jobs.backend.service_account = ""  # a server the spawner did not tell its account
+    with pytest.raises(JobError) as refused:
+        lab.create(fake_request("kube_no_account", {"options.lr": [0.01]}, profile="cpu-small", searcher="grid"))
+    assert refused.value.status == 502 and "service account" in refused.value.message
+    assert lab.list()[1] == 0 and not any((lab.root).iterdir())  # nothing half-made

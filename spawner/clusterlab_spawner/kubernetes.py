@@ -439,6 +439,8 @@ class KubeClusterSpawner(ClusterSpawner, KubeSpawner):
         # where the user's jobs go: the server's own namespace (the user's, with per-user
         # namespaces: the only one its service account may use) and the same home volume
         env.update(CLUSTERLAB_K8S_NAMESPACE=self.namespace, CLUSTERLAB_K8S_IMAGE=self.image)
+        if self.service_account:  # an experiment's controller pod runs as it (and only that pod)
+            env.update(CLUSTERLAB_K8S_SERVICE_ACCOUNT=self.service_account)
         if self.home_volume:
             env.update(CLUSTERLAB_K8S_HOME_PVC=self.pvc_name, CLUSTERLAB_K8S_HOME_PATH=self.home_mount_path)
         return env

@@ -153,6 +153,7 @@ def make_job(
     gid: int | None = None,
     ttl_seconds: int = DEFAULT_TTL_SECONDS,
     run: int = 0,
+    service_account: str = "",
 ) -> dict[str, Any]:
     """A ``batch/v1`` Job that runs ``script`` for ``job`` with the size of ``choice``.
 
@@ -185,7 +186,9 @@ def make_job(
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "activeDeadlineSeconds": max(1, choice.seconds),
-        "automountServiceAccountToken": False,  # a job has no business with the API server
+        # a job has no business with the API server; an experiment's controller submits its trials there,
+        # with the user's server's own account (the Role of its namespace), and nothing more
+        "automountServiceAccountToken": bool(service_account),
         "enableServiceLinks": False,
         "securityContext": security,
         "containers": [{
@@ -208,6 +211,8 @@ def make_job(
             {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": shm_quantity(profile)}},
         ],
     }
+    if service_account:
+        pod_spec["serviceAccountName"] = service_account
     if kube.get("node_selector"):
         pod_spec["nodeSelector"] = dict(kube["node_selector"])
     if kube.get("tolerations"):
@@ -429,7 +434,10 @@ class KubernetesBackend:
                  timeout: float = 30):
         env = os.environ
         self.profiles_file = Path(profiles_file)
-        self.user = user or env.get("JUPYTERHUB_USER") or getpass.getuser()
+        # CLUSTERLAB_K8S_USER: inside a job (an experiment's controller), whose jobs these are
+        self.user = user or env.get("CLUSTERLAB_K8S_USER") or env.get("JUPYTERHUB_USER") or getpass.getuser()
+        # the user's server's account, which the spawner names: an experiment's controller pod runs as it
+        self.service_account = env.get("CLUSTERLAB_K8S_SERVICE_ACCOUNT", "")
         self.namespace = namespace or env.get("CLUSTERLAB_K8S_NAMESPACE") or _default_namespace()
         self.image = (image or env.get("CLUSTERLAB_JOB_IMAGE") or env.get("CLUSTERLAB_K8S_IMAGE")
                       or env.get("JUPYTER_IMAGE_SPEC") or "")
@@ -531,9 +539,17 @@ class KubernetesBackend:
         home = self.home.rstrip("/") or "/"
         if not Path(script).is_relative_to(home):
             raise BackendError(f"the job folder {Path(script).parent} is not under the home volume's {home}")
+        service_account = ""
+        if job.kind == "controller":
+            if not self.service_account:
+                raise BackendError("an experiment's controller runs as your server's service account, which is "
+                                   "not known here: the spawner sets CLUSTERLAB_K8S_SERVICE_ACCOUNT")
+            service_account = self.service_account
+        env = {**env, "CLUSTERLAB_K8S_USER": self.user}
         return make_job(job, choice, user=self.user, namespace=self.namespace, image=image,
                         pvc_name=self.pvc_name, home=home, script=str(script), log_path=str(log_path),
-                        env=env, uid=os.getuid(), gid=os.getgid(), ttl_seconds=self.ttl_seconds, run=run)
+                        env=env, uid=os.getuid(), gid=os.getgid(), ttl_seconds=self.ttl_seconds, run=run,
+                        service_account=service_account)
 
     def submit(self, job: Job, script: Path, log_path: Path, env: dict) -> str:
         manifest = self.manifest(job, script, log_path, env, run=next_run(job))

@@ -255,7 +255,10 @@ def test_hub_env_and_server_env_are_where_the_code_reads_them(values):
     # volume, image, backend); values.yaml must not set them, since the spawner's win.
     spawner = (REPO / "spawner" / "clusterlab_spawner" / "kubernetes.py").read_text()
     jobs = (REPO / "server_extension" / "clusterlab_server" / "backends" / "kubernetes.py").read_text()
-    read = set(re.findall(r"env\.get\(\"(CLUSTERLAB_K8S_\w+)\"\)", jobs))
+    read = set(re.findall(r"env\.get\(\"(CLUSTERLAB_K8S_\w+)\"[,)]", jobs))
+    # CLUSTERLAB_K8S_USER: the backend gives it to its own jobs (an experiment's controller reads it there)
+    assert '"CLUSTERLAB_K8S_USER": self.user' in jobs
+    read -= {"CLUSTERLAB_K8S_USER"}
     assert read and all(name in spawner for name in read), read
     server_env = values["singleuser"].get("extraEnv") or {}
     assert not {"CLUSTERLAB_JOB_BACKEND", "CLUSTERLAB_K8S_NAMESPACE", "CLUSTERLAB_K8S_HOME_PVC"} & set(server_env)

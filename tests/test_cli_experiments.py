@@ -242,8 +242,13 @@ def grid(lab):
     code, out, err = created
     assert code == 0, err
     experiment_id = out.strip()
-    ended = lab.wait(experiment_id, lambda e: e["status"] != "running")
-    assert ended["status"] == "completed", json.dumps(ended, indent=1)[-3000:]
+    # `experiment wait`, as the README has it after create: a line per change, exit 0 once it completed
+    code, out, err = lab.run("experiment", "wait", experiment_id, "--interval", "0.5")
+    ended = json.loads(lab.run("experiment", "show", experiment_id, "--json")[1])
+    assert code == 0 and ended["status"] == "completed", (err, json.dumps(ended, indent=1)[-3000:])
+    lines = err.splitlines()
+    assert lines[0].startswith("running: 0 of 2 trials done") and out == ""
+    assert lines[-1].startswith("completed: 2 of 2 trials done, 0 running, 0 pruned, 0 failed; best val_accuracy ")
     return created, ended
 
 
@@ -354,7 +359,7 @@ def test_cancel_a_running_experiment_then_delete_it(lab):
     code, out, err = lab.run("experiment", "cancel", experiment["id"])
     assert code == 4 and f"clusterlab: error: id: experiment {experiment['id']} has already ended" in err
     code, out, err = lab.run("experiment", "resume", experiment["id"])
-    assert code == 4 and "was cancelled" in err
+    assert code == 4 and "has ended (cancelled)" in err
     code, out, err = lab.run("experiment", "rerun-best", experiment["id"])
     assert code == 4 and "has no completed trial" in err
     trial_folders = [lab.jobs_root / t["job_id"] for t in ended["trials"]]

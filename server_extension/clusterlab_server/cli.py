@@ -19,6 +19,7 @@ training template over a search space (docs/experiments.md)::
         --search learning_rate=loguniform:1e-4:1e-1 --search batch_size=32,64 \
         --searcher tpe --early-stopping asha --metric val_accuracy --maximize --max-trials 16
     clusterlab experiments
+    clusterlab experiment wait 20250101-120000-abcdef      # a line per change, until it ends
     clusterlab experiment show 20250101-120000-abcdef      # the trials, best first
     clusterlab experiment rerun-best 20250101-120000-abcdef -p epochs=30
     clusterlab experiment csv 20250101-120000-abcdef > trials.csv
@@ -758,6 +759,38 @@ def cmd_experiment_rerun_best(service: JobService, args) -> int:
     return submitted(service, experiments.rerun_best(args.id, changes), args)
 
 
+def progress_line(experiment: dict) -> str:
+    """``running: 4 of 16 trials done, 2 running, 1 pruned, 0 failed; best val_accuracy 0.93 (trial 2)``."""
+    counts = experiment.get("counts") or {}
+    done = counts.get("completed", 0)
+    text = (f"{experiment.get('status')}: {done} of {experiment.get('max_trials')} trials done, "
+            f"{counts.get('running', 0) + counts.get('queued', 0)} running, {counts.get('pruned', 0)} pruned, "
+            f"{counts.get('failed', 0) + counts.get('cancelled', 0)} failed")
+    best = experiment.get("best")
+    if best and best.get("value") is not None:
+        text += f"; best {experiment.get('metric')} {number_text(best['value'])} (trial {best['trial']})"
+    return text
+
+
+def cmd_experiment_wait(service: JobService, args) -> int:
+    """A line whenever the trials' counts change, until the experiment ends; its end decides the exit status."""
+    experiments = experiments_of(service)
+    last = ""
+    while True:
+        service.refresh()
+        experiment = experiments.get(args.id)
+        line = progress_line(experiment)
+        if line != last:
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()
+            last = line
+        if experiment["status"] != "running":
+            if experiment.get("reason"):
+                sys.stderr.write(f"{experiment['reason']}\n")
+            return EXIT_OK if experiment["status"] == "completed" else EXIT_JOB_FAILED
+        time.sleep(args.interval)
+
+
 def cmd_experiment_csv(service: JobService, args) -> int:
     service.refresh()
     sys.stdout.write(experiments_of(service).trials_csv(args.id))
@@ -929,6 +962,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--hours", type=float, help="another wall time in hours (default: the trial's)")
     follow_option(sub)
     json_option(sub)
+
+    sub = action("wait", "wait until an experiment ends, a line per change; exit 0 if it completed",
+                 cmd_experiment_wait)
+    experiment_id(sub)
+    sub.add_argument("--interval", type=float, default=2, metavar="S", help="seconds between looks (default: 2)")
 
     sub = action("csv", "print every trial as CSV: number, job, status, parameters, metric, epoch",
                  cmd_experiment_csv)

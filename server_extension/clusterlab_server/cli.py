@@ -721,13 +721,17 @@ def cmd_experiment_show(service: JobService, args) -> int:
     return EXIT_OK
 
 
-def cmd_experiment_cancel(service: JobService, args) -> int:
-    experiment = experiments_of(service).cancel(args.id)
+def print_state(experiment: dict, args, also: str = "") -> int:
+    """An experiment after an action: its JSON, or ``ID STATUS`` (and ``also``)."""
     if args.json:
         print_json(experiment, sys.stdout)
     else:
-        sys.stdout.write(f"{experiment['id']} {experiment.get('status')}\n")
+        sys.stdout.write(f"{experiment['id']} {experiment.get('status')}{also}\n")
     return EXIT_OK
+
+
+def cmd_experiment_cancel(service: JobService, args) -> int:
+    return print_state(experiments_of(service).cancel(args.id), args)
 
 
 def cmd_experiment_delete(service: JobService, args) -> int:
@@ -738,13 +742,8 @@ def cmd_experiment_delete(service: JobService, args) -> int:
 
 def cmd_experiment_resume(service: JobService, args) -> int:
     experiment = experiments_of(service).resume(args.id)
-    if args.json:
-        print_json(experiment, sys.stdout)
-    else:
-        controller = (experiment.get("controller") or {}).get("status", "")
-        sys.stdout.write(f"{experiment['id']} {experiment.get('status')}"
-                         + (f" (controller {controller})" if controller else "") + "\n")
-    return EXIT_OK
+    controller = (experiment.get("controller") or {}).get("status", "")
+    return print_state(experiment, args, f" (controller {controller})" if controller else "")
 
 
 def cmd_experiment_rerun_best(service: JobService, args) -> int:

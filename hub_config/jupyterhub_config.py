@@ -31,6 +31,7 @@
 #                              (default: the GPUs nvidia-smi lists)
 #   CLUSTERLAB_IDLE_TIMEOUT    seconds of inactivity before a server is culled (3600)
 #   CLUSTERLAB_MAX_SERVERS_PER_USER, CLUSTERLAB_MAX_GPUS_PER_USER   quotas (3, 4; 0: none)
+#   CLUSTERLAB_MAX_CONCURRENT_TRIALS  quota: trials one experiment may run at once (8); passed to the servers
 #   CLUSTERLAB_K8S_USER_NAMESPACES  kubernetes: 1 (default): each user in a namespace of their own,
 #                              <hub namespace>-<user>, the boundary between users; 0: one shared
 #                              namespace, where users can reach each other's jobs and home volumes
@@ -132,6 +133,9 @@ c.Spawner.args = ["--LabApp.news_url=None"]  # cluster nodes rarely reach the in
 # JupyterHub >= 5 passes no PATH to servers: name the command by its full path.
 c.Spawner.cmd = [str(VENV_BIN / "jupyterhub-singleuser")]
 c.Spawner.environment = {"PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin"}
+# what the servers' job services read from the hub's site settings
+SERVER_SETTINGS = {k: os.environ[k] for k in ("CLUSTERLAB_MAX_CONCURRENT_TRIALS",) if k in os.environ}
+c.Spawner.environment.update(SERVER_SETTINGS)
 
 c.Spawner.poll_interval = int(os.environ.get("CLUSTERLAB_POLL_INTERVAL", "30"))
 
@@ -161,7 +165,7 @@ if BACKEND == "kubernetes":
         c.KubeClusterSpawner.image = os.environ["CLUSTERLAB_K8S_IMAGE"]
     # the image brings its own jupyterhub-singleuser and PATH, not the hub's environment
     c.KubeClusterSpawner.cmd = ["jupyterhub-singleuser"]
-    c.KubeClusterSpawner.environment = {}
+    c.KubeClusterSpawner.environment = dict(SERVER_SETTINGS)
     c.KubeClusterSpawner.storage_capacity = "10Gi"  # each user's home volume, made on first start
 
 # --- idle culling ---------------------------------------------------------------

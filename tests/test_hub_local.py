@@ -242,7 +242,25 @@ def test_each_users_jupyterlab_runs_their_jobs_and_only_theirs(hub):
     assert "hello from a job" in henry.get(f"{jobs}/{job['id']}/log").json()["text"]
     assert iris.get(jobs).status_code == 403  # not hers to see
     assert iris.delete(f"{jobs}/{job['id']}").status_code == 403
+    experiments = f"{hub.url}/user/henry/clusterlab/api/experiments"  # nor his experiments
+    assert henry.get(experiments).status_code == 200
+    assert iris.get(experiments).status_code == 403
+    assert iris.post(experiments, json={"template": "python-script", "name": "x", "search": {}}).status_code == 403
+    assert iris.post(f"{experiments}/any/cancel").status_code == 403
     hub.stop_server(henry, "henry")
+
+
+def test_the_hubs_trial_quota_reaches_the_servers(make_hub):
+    """CLUSTERLAB_MAX_CONCURRENT_TRIALS is the hub's site setting; each server's experiments obey it."""
+    hub = make_hub(env={"CLUSTERLAB_MAX_CONCURRENT_TRIALS": "2"})
+    api = hub.admin_api
+    hub.start_server(api, "admin", profile="cpu-small")
+    request = {"template": "python-script", "name": "quota", "params": {"script": "x.py"},
+               "search": {"options.lr": [0.1, 0.01, 0.001]}, "searcher": "grid", "max_concurrent_trials": 3}
+    response = api.post(f"{hub.url}/user/admin/clusterlab/api/experiments", json=request)
+    assert response.status_code == 400, response.text
+    assert response.json() == {"field": "max_concurrent_trials",
+                               "error": "max_concurrent_trials: 3 is over your quota of 2 trials at once"}
 
 
 def test_a_terminal_finds_the_cli_and_the_environments_python(hub):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import shutil
 import sqlite3
 import time
@@ -239,6 +240,8 @@ def test_a_killed_trial_restarts_from_its_checkpoint(lab):
     trial = lab.jobs.get(job.id)
     assert trial.status == "completed" and trial.restarts == 1, trial.to_json()
     assert len(trial.restart_history) == 1 and "exit status" in trial.restart_history[0]["reason"]
+    record = json.loads((Path(trial.folder) / "job.json").read_text())  # the folder's record says so too
+    assert record["restarts"] == 1 and record["restart_history"] == trial.restart_history
     assert [line["epoch"] for line in metrics_lines(trial.folder)] == [1, 2, 3, 4]
     assert done["trials"][0]["restarts"] == 1 and done["trials"][0]["epoch"] == 4
 

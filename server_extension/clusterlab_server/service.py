@@ -501,6 +501,20 @@ class JobService:
         self.store.update(job.id, status="queued", scheduler_id=scheduler_id, restarts=number,
                           restart_history=history, reason=(f"restarted after: {why}" if count else why)[:500],
                           exit_code=None, end_time=None, node="")
+        self._record_restarts(folder, number, history)
+
+    @staticmethod
+    def _record_restarts(folder: Path, restarts: int, history: list) -> None:
+        """The folder's ``job.json`` (the record a user keeps) says its restarts too."""
+        record_file = folder / "job.json"
+        try:
+            record = json.loads(record_file.read_text())
+        except (OSError, ValueError):
+            return  # a controller's folder has none
+        record.update(restarts=restarts, restart_history=history)
+        tmp = folder / "job.json.tmp"
+        tmp.write_text(dumps(record))
+        tmp.replace(record_file)
 
     def cancel(self, job_id: str) -> Job:
         return self._stop(job_id, "cancelled", "")

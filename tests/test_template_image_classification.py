@@ -102,7 +102,9 @@ def test_training_can_start_from_user_supplied_weights(service, trained, demo_da
 
 def test_a_killed_training_started_again_in_place_continues_from_its_checkpoint(service):
     params = {**FAST, "epochs": 6, "image_size": 48, "seed": 1}
-    job = service.submit({"template": TRAIN, "name": "killed", "params": params, "profile": PROFILE})
+    # no restarts by the job service: this is the template's own resume, as a Slurm requeue starts it again
+    job = service.submit({"template": TRAIN, "name": "killed", "params": params, "profile": PROFILE,
+                          "max_restarts": 0})
     kill_after_epochs(service, job, 2)
     assert wait_final(service, job.id).status == "failed"
     done = len(metrics(job))

@@ -405,3 +405,18 @@ def test_a_store_from_before_experiments_opens_and_lists_its_jobs(tmp_path):
     assert [j.id for j in experiments.jobs.list()[0]] == ["20250101-000000-abcdef"]
     assert experiments.list() == ([], 0)
     assert not experiments.jobs.store.unfinished()
+
+
+@pytest.mark.parametrize("kind, change, restarted", [
+    ("controller", {"status": "failed", "exit_code": None, "reason": "Slurm: timeout"}, True),  # out of hours
+    ("controller", {"status": "failed", "exit_code": 143, "reason": "Slurm: timeout"}, True),
+    ("controller", {"status": "failed", "exit_code": 1, "reason": "exited with status 1"}, False),  # a bug of ours
+    ("controller", {"status": "completed", "exit_code": 0, "reason": ""}, False),
+    ("controller", {"status": "cancelled", "exit_code": None, "reason": "cancelled by the user"}, False),
+    ("job", {"status": "failed", "exit_code": None, "reason": "Slurm: timeout"}, False),  # a job's own hours
+])
+def test_a_controller_out_of_hours_goes_on_in_a_new_one(kind, change, restarted):
+    """An experiment may outlast one job's wall time: its controller resumes from its journal in a new job."""
+    from clusterlab_server.store import Job
+
+    assert JobService._controller_out_of_time(Job(kind=kind), change) is restarted

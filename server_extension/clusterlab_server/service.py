@@ -471,11 +471,20 @@ class JobService:
         changes = self.backend.statuses(list(unfinished.values()))
         for job_id, change in changes.items():
             job = unfinished[job_id]
-            if change.pop("restartable", False) and (job.restarts or 0) < job.max_restarts:
+            restartable = change.pop("restartable", False) or self._controller_out_of_time(job, change)
+            if restartable and (job.restarts or 0) < job.max_restarts:
                 self.restart(job, change.get("reason", ""))
             else:
                 self.store.update(job_id, **change)
         return len(changes)
+
+    @staticmethod
+    def _controller_out_of_time(job: Job, change: dict) -> bool:
+        """An experiment's controller that reached its hours (Slurm's TIMEOUT) goes on in a new one: it
+        resumes from its journal, and an experiment may outlast one job's wall time."""
+        code = change.get("exit_code")
+        own_error = code is not None and 0 < code <= 128
+        return job.kind == "controller" and change.get("status") == "failed" and not own_error
 
     def restart(self, job: Job, why: str, count: bool = True) -> None:
         """Run ``job.sh`` again on the same folder (the template continues from its checkpoint).

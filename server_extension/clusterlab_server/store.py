@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import OperationalError
-from sqlalchemy import JSON, DateTime, Integer, String, create_engine, delete, event, func, inspect, select, text, update
+from sqlalchemy import (
+    JSON, DateTime, Integer, String, create_engine, delete, event, func, inspect, select, text, update,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 # pruned: stopped early by an experiment's pruner (ASHA), neither the user's cancel nor a failure

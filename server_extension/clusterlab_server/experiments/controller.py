@@ -100,7 +100,8 @@ def make_sampler(spec: ExperimentSpec, seed: int):
     if spec.searcher == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     # constant_liar: trials running at once are not all drawn at the same spot
-    return optuna.samplers.TPESampler(seed=seed, constant_liar=True, n_startup_trials=min(10, spec.max_trials // 2 or 1))
+    return optuna.samplers.TPESampler(seed=seed, constant_liar=True,
+                                      n_startup_trials=min(10, spec.max_trials // 2 or 1))
 
 
 def make_pruner(spec: ExperimentSpec):

@@ -130,7 +130,8 @@ def grid_values(key: str, entry: Any) -> list:
         if count == 1:
             points = [low]
         elif log:
-            points = [math.exp(math.log(low) + i * (math.log(high) - math.log(low)) / (count - 1)) for i in range(count)]
+            span = math.log(high) - math.log(low)
+            points = [math.exp(math.log(low) + i * span / (count - 1)) for i in range(count)]
         else:
             points = [low + i * (high - low) / (count - 1) for i in range(count)]
         points = [round(p) for p in points] if integer else [float(f"{p:.6g}") for p in points]

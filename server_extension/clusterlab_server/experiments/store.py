@@ -54,7 +54,8 @@ class ExperimentStore:
             query = query.where(Experiment.status == status)
         with self.session() as s:
             total = s.scalar(select(func.count()).select_from(query.subquery()))
-            rows = s.scalars(query.order_by(Experiment.created.desc(), Experiment.id.desc()).limit(limit).offset(offset))
+            newest_first = query.order_by(Experiment.created.desc(), Experiment.id.desc())
+            rows = s.scalars(newest_first.limit(limit).offset(offset))
             return list(rows), total
 
     def update(self, experiment_id: str, only_if_running: bool = False, **changes) -> bool:

@@ -426,9 +426,9 @@ class JobService:
         """
         output = self._metrics_path(job).parent
         return {**job.to_json(), "progress": self.metrics_files.progress(self._metrics_path(job)),
-                "output_path": self._in_workspace(output), "tensorboard": (output / "tensorboard").is_dir()}
+                "output_path": self.in_workspace(output), "tensorboard": (output / "tensorboard").is_dir()}
 
-    def _in_workspace(self, path: Path) -> str | None:
+    def in_workspace(self, path: Path) -> str | None:
         """``path`` relative to the workspace, or None when outside it (symlinks resolved only if needed)."""
         if not path.is_relative_to(self.settings.workspace):
             if self._workspace_real is None:

@@ -165,20 +165,20 @@ class Controller:
                 self._submit(frozen)  # asked before a restart of the controller, never submitted
             else:
                 self._follow(frozen, job)
-        while (not self.stopping and self._running_count() < self.spec.max_concurrent_trials
-               and len(self.study.get_trials(deepcopy=False)) < self.spec.max_trials):
+        trials_asked = self.study.get_trials(deepcopy=False)  # once: each look may read the journal again
+        asked, running = len(trials_asked), sum(t.state == TrialState.RUNNING for t in trials_asked)
+        while not self.stopping and running < self.spec.max_concurrent_trials and asked < self.spec.max_trials:
             if not self.running():
                 return False
-            self._submit(self.study.ask(self.distributions))
-        if len(self.study.get_trials(deepcopy=False)) >= self.spec.max_trials and not self._running_count():
+            running += self._submit(self.study.ask(self.distributions))
+            asked += 1
+        if asked >= self.spec.max_trials and not running:
             self._finish()
             return False
         return True
 
-    def _running_count(self) -> int:
-        return len(self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
-
-    def _submit(self, frozen: FrozenTrial | optuna.Trial) -> None:
+    def _submit(self, frozen: FrozenTrial | optuna.Trial) -> bool:
+        """Submit the trial's job; False when it was refused (the trial is told FAIL)."""
         request = {
             "template": self.spec.template, "name": trial_name(self.spec, frozen.number),
             "params": self.spec.trial_params(frozen.params), "profile": self.spec.profile,
@@ -189,10 +189,11 @@ class Controller:
         except JobError as e:
             log.warning("trial %d could not be submitted: %s", frozen.number, e.message)
             self.study.tell(frozen.number, state=TrialState.FAIL)
-            return
+            return False
         log.info("trial %d: job %s with %s", frozen.number, job.id, json.dumps(frozen.params))
         if not self.running():  # cancelled while it was being submitted
             self.jobs.cancel(job.id)
+        return True
 
     def _follow(self, frozen: FrozenTrial, job: Job) -> None:
         """Report the epochs the trial wrote since the last round; prune it, or tell how it ended."""

@@ -148,7 +148,7 @@ class ExperimentService:
 
     def model_path(self, model: Path) -> str:
         """As an inference job's ``model`` parameter takes it: relative to the workspace when inside it."""
-        return self.jobs._in_workspace(model) or str(model)
+        return self.jobs.in_workspace(model) or str(model)
 
     def experiment_json(self, row: Experiment, with_trials: bool = False) -> dict:
         spec = ExperimentSpec.from_json(row.spec)

@@ -100,6 +100,15 @@ class Settings:
     snapshot_max_bytes: int = 20 * 1024 * 1024
     slurm_bin_dir: str = "/usr/bin"
     max_concurrent_trials: int = DEFAULT_MAX_CONCURRENT_TRIALS
+    # the user's datasets (default: beside the jobs, ~/.clusterlab/datasets), the site's shared ones, and
+    # the most bytes the user's dataset store may hold (None: no quota)
+    datasets_root: Path | None = None
+    site_datasets: Path = Path("/etc/clusterlab/datasets")
+    datasets_quota_bytes: int | None = None
+
+    def __post_init__(self):
+        if self.datasets_root is None:
+            self.datasets_root = self.jobs_root.parent / "datasets"
 
     @classmethod
     def from_environment(cls, **overrides) -> Settings:
@@ -118,6 +127,11 @@ class Settings:
             backend=backend,
             max_concurrent_trials=int(os.environ.get("CLUSTERLAB_MAX_CONCURRENT_TRIALS")
                                       or DEFAULT_MAX_CONCURRENT_TRIALS),
+            datasets_root=Path(os.environ["CLUSTERLAB_DATASETS_ROOT"]) if os.environ.get("CLUSTERLAB_DATASETS_ROOT")
+            else None,
+            site_datasets=Path(os.environ.get("CLUSTERLAB_SITE_DATASETS", "/etc/clusterlab/datasets")),
+            datasets_quota_bytes=(int(float(os.environ["CLUSTERLAB_DATASETS_QUOTA_GB"]) * 1e9)
+                                  if os.environ.get("CLUSTERLAB_DATASETS_QUOTA_GB") else None),
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

@@ -17,6 +17,7 @@ from traitlets import Float, Integer, List, Unicode
 from .experiments.service import ExperimentService
 
 from .handlers import handlers
+from .projects import ProjectService
 from .service import JobService, Settings
 from .tensorboard import TensorBoardManager
 from .terminals import keep_environment_in_terminals
@@ -39,6 +40,20 @@ class ClusterLabApp(ExtensionApp):
         help="Most trials one experiment may run at once, the user's quota (default: "
              "CLUSTERLAB_MAX_CONCURRENT_TRIALS, else 8).",
     )
+    datasets_root = Unicode(
+        "", config=True, help="The user's datasets (default: CLUSTERLAB_DATASETS_ROOT, else ~/.clusterlab/datasets "
+                              "beside the jobs: on Slurm the shared home every node sees, on Kubernetes the "
+                              "user's volume).",
+    )
+    site_datasets = Unicode(
+        "", config=True, help="The site's shared, read-only datasets (default: CLUSTERLAB_SITE_DATASETS, else "
+                              "/etc/clusterlab/datasets).",
+    )
+    datasets_quota_gb = Float(
+        None, allow_none=True, config=True,
+        help="Most GB the user's datasets may hold, distinct contents (default: CLUSTERLAB_DATASETS_QUOTA_GB, "
+             "else no quota).",
+    )
     tensorboard_idle_timeout = Float(
         900, config=True, help="Seconds without use after which the user's TensorBoard stops (0: never).",
     )
@@ -56,6 +71,9 @@ class ClusterLabApp(ExtensionApp):
             jobs_root=Path(self.jobs_root) if self.jobs_root else None,
             profiles_file=Path(self.profiles_file) if self.profiles_file else None,
             workspace=Path(self.serverapp.root_dir),
+            datasets_root=Path(self.datasets_root) if self.datasets_root else None,
+            site_datasets=Path(self.site_datasets) if self.site_datasets else None,
+            datasets_quota_bytes=None if self.datasets_quota_gb is None else int(self.datasets_quota_gb * 1e9),
         )
         settings.template_paths += [Path(p) for p in self.template_paths]
         settings.extra_roots += [Path(p) for p in self.data_roots]
@@ -64,6 +82,7 @@ class ClusterLabApp(ExtensionApp):
         self.settings["clusterlab_poll_interval"] = self.poll_interval
         self.experiments = ExperimentService(self.service, max_concurrent_trials=self.max_concurrent_trials)
         self.settings["clusterlab_experiments"] = self.experiments
+        self.settings["clusterlab_projects"] = ProjectService(self.service, self.experiments)
         self.tensorboard = TensorBoardManager(self.service, base_url=self.serverapp.base_url,
                                               idle_timeout=self.tensorboard_idle_timeout, log=self.log)
         self.settings["clusterlab_tensorboard"] = self.tensorboard

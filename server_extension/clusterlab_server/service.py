@@ -16,6 +16,7 @@ leaves no folder and no record. Parameters reach the job only as
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -43,6 +44,12 @@ NAME_RULE = re.compile(r"^[A-Za-z0-9_]+$")
 MAX_PARAMS_BYTES = 64 * 1024
 MAX_RESTARTS_LIMIT = 20
 DEFAULT_MAX_CONCURRENT_TRIALS = 8  # a user's trials at once, per experiment, unless the site says otherwise
+DEFAULT_PROJECT = "default"
+MAX_INPUTS = 16
+# parameter formats whose value may name a dataset version ("shapes:2") or an earlier job ("job:<id>"),
+# mounted at input/<parameter>/, instead of a path
+INPUT_FORMATS = ("dataset", "job-output")
+JOB_FIELDS = {"template", "name", "params", "profile", "hours", "max_restarts", "inputs", "project"}
 
 # what the code snapshot leaves out: data, checkpoints, outputs, environments
 SNAPSHOT_SUFFIXES = {".py", ".ipynb", ".sh", ".yaml", ".yml", ".json", ".toml", ".cfg", ".ini", ".txt", ".md", ".r"}
@@ -67,6 +74,27 @@ def check_max_restarts(value: Any, field: str = "max_restarts") -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_RESTARTS_LIMIT:
         raise JobError(400, f"{field} must be an integer from 0 to {MAX_RESTARTS_LIMIT}", field)
     return value
+
+
+def check_project(value: Any, field: str = "project") -> str:
+    """A project's name (the job-name rule); None means the default project."""
+    return DEFAULT_PROJECT if value is None else check_name(value, field)
+
+
+def remove_folder(path: Path | str) -> None:
+    """``rm -rf``, also through the read-only ``input/`` folder a job's inputs are mounted in."""
+    def writable_and_again(function, failed, _error):
+        parent = Path(failed).parent
+        try:
+            parent.chmod(parent.stat().st_mode | 0o700)
+            function(failed)
+        except OSError:
+            pass
+
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(path, onexc=writable_and_again)
+    else:
+        shutil.rmtree(path, onerror=writable_and_again)
 
 
 def check_page(limit: int, offset: int) -> None:
@@ -149,6 +177,18 @@ def environment_record() -> dict:
     }
 
 
+def reference(resolved: dict) -> str:
+    """A pinned input as a parameter's value: ``"shapes:2"`` or ``"job:<id>"``."""
+    return f"job:{resolved['job']}" if "job" in resolved else f"{resolved['dataset']}:{resolved['version']}"
+
+
+def input_entry(resolved: dict) -> dict:
+    """A pinned input as a request names it again (a rerun, a trial)."""
+    if "job" in resolved:
+        return {"job": resolved["job"], "as": resolved["as"]}
+    return {"dataset": resolved["dataset"], "version": resolved["version"], "as": resolved["as"]}
+
+
 def private_folder(path: Path) -> None:
     """Make ``path`` (and a missing parent) a folder only its owner can enter (0700)."""
     for folder in (path.parent, path):
@@ -156,6 +196,20 @@ def private_folder(path: Path) -> None:
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             folder.chmod(0o700)  # mkdir's mode is cut by the umask
     path.chmod(0o700)
+
+
+@dataclasses.dataclass
+class Submission:
+    """A job request, checked: ``inputs`` are (entry, field) pairs, checked but not yet pinned;
+    ``param_inputs`` the parameters whose value names a dataset or a job (key -> entry)."""
+
+    template: Template
+    name: str
+    params: dict
+    choice: Any
+    project: str
+    inputs: list[tuple[dict, str]]
+    param_inputs: dict[str, dict]
 
 
 class JobService:
@@ -170,6 +224,13 @@ class JobService:
         self._refreshed_at = float("-inf")
         self.metrics_files = MetricsFiles()
         self._workspace_real: Path | None = None
+
+    @functools.cached_property
+    def datasets(self):
+        """The user's datasets (and the site's), which jobs mount as inputs."""
+        from .datasets.service import DatasetService  # it builds on this service: imported when first used
+
+        return DatasetService(self)
 
     # ----- what can be run --------------------------------------------------------------
 
@@ -230,14 +291,15 @@ class JobService:
 
     # ----- validation -------------------------------------------------------------------
 
-    def validate(self, request: Any) -> tuple[Template, str, dict, Any]:
+    def validate(self, request: Any) -> Submission:
         if not isinstance(request, dict):
             raise JobError(400, "the body must be a JSON object with template, name, params and profile")
-        unknown = sorted(set(request) - {"template", "name", "params", "profile", "hours", "max_restarts"})
+        unknown = sorted(set(request) - JOB_FIELDS)
         if unknown:
             raise JobError(400, f"unknown field {unknown[0]!r}", unknown[0])
         template = self.template(request.get("template"))
         name = check_name(request.get("name"))
+        project = check_project(request.get("project"))
         params = request.get("params", {})
         if not isinstance(params, dict):
             raise JobError(400, "params must be a JSON object", "params")
@@ -245,19 +307,79 @@ class JobService:
             raise JobError(413, f"params are larger than {MAX_PARAMS_BYTES // 1024} KB", "params")
         params = {**template.defaults(), **params}
         self.check_params(template, params)
+        param_inputs = self.param_inputs(template, params)
+        inputs = self.check_inputs(request.get("inputs", []), taken=set(param_inputs))
         check_max_restarts(request.get("max_restarts", DEFAULT_MAX_RESTARTS))
         choice = self.choice(template, request.get("profile"), request.get("hours"))
-        return template, name, params, choice
+        return Submission(template, name, params, choice, project, inputs, param_inputs)
 
-    def check_params(self, template: Template, params: dict) -> None:
-        """``params`` against the template's JSON Schema (paths inside the user's roots); JobError naming the field."""
+    def check_inputs(self, entries: Any, taken: set[str] = frozenset(), field: str = "inputs"
+                     ) -> list[tuple[dict, str]]:
+        """A request's ``inputs``, each checked (it exists, it is the user's) but not pinned; their ``as``
+        names must differ from each other and from ``taken`` (the parameters mounted as inputs)."""
+        if not isinstance(entries, list):
+            raise JobError(400, f"{field} must be a list of {{dataset, version, as}} or {{job, as}}", field)
+        if len(entries) > MAX_INPUTS:
+            raise JobError(400, f"{field}: at most {MAX_INPUTS} inputs", field)
+        checked, names = [], set(taken)
+        for n, entry in enumerate(entries):
+            where = f"{field}.{n}"
+            entry = self.datasets.check_input(entry, where)
+            if entry["as"] in names:
+                raise JobError(400, f"{where}.as: {entry['as']!r} is mounted twice (input/{entry['as']}/); "
+                               "give each input its own as", f"{where}.as")
+            names.add(entry["as"])
+            checked.append((entry, where))
+        return checked
+
+    def param_inputs(self, template: Template, params: dict) -> dict[str, dict]:
+        """The parameters of ``format: dataset`` or ``job-output`` whose value names a dataset version or a job
+        (``"shapes:2"``, ``"shapes"``: its latest, ``"job:<id>"``), as input entries mounted as the key."""
+        found = {}
+        for key, schema in template.parameters.get("properties", {}).items():
+            value = params.get(key)
+            if schema.get("format") in INPUT_FORMATS and isinstance(value, str):
+                entry = self._reference(value, f"params.{key}")
+                if entry is not None:
+                    found[key] = {**entry, "as": key}
+        return found
+
+    def _reference(self, value: str, field: str) -> dict | None:
+        """``value`` as a checked input entry, None when it is a plain path; ValueError when it is neither."""
+        entry = self.datasets.parse_ref(value)
+        if entry is None:
+            return None
+        try:
+            return self.datasets.check_input(entry, field)
+        except JobError as e:
+            if "job" in entry:
+                raise ValueError(e.message) from None
+            try:  # a folder of the workspace may look like a dataset's name
+                self.resolve_path(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is neither a dataset ({e.message}) nor a path in your workspace"
+                                 ) from None
+            return None
+
+    def format_checker(self) -> jsonschema.FormatChecker:
+        """Our formats: ``path`` (inside the user's roots), ``dataset`` and ``job-output`` (a reference or a path)."""
         checker = jsonschema.FormatChecker()
 
         @checker.checks("path", raises=ValueError)
         def _path(value):
             return not isinstance(value, str) or bool(self.resolve_path(value))
 
-        validator = jsonschema.Draft202012Validator(template.parameters, format_checker=checker)
+        @checker.checks("dataset", raises=ValueError)
+        @checker.checks("job-output", raises=ValueError)
+        def _input(value):
+            return not isinstance(value, str) or self._reference(value, "") is not None or bool(
+                self.resolve_path(value))
+
+        return checker
+
+    def check_params(self, template: Template, params: dict) -> None:
+        """``params`` against the template's JSON Schema (paths inside the user's roots); JobError naming the field."""
+        validator = jsonschema.Draft202012Validator(template.parameters, format_checker=self.format_checker())
         error = jsonschema.exceptions.best_match(validator.iter_errors(params))
         if error is None:
             return
@@ -295,24 +417,35 @@ class JobService:
 
     def submit(self, request: Any, rerun_of: str | None = None, experiment: tuple[str, int] | None = None) -> Job:
         """Validate ``request`` and start it; ``experiment``: (its id, the trial number) for a trial."""
-        template, name, params, choice = self.validate(request)
+        submission = self.validate(request)
+        template, params, choice = submission.template, dict(submission.params), submission.choice
         job_id = new_id()
         root = self.settings.jobs_root
         staging, folder = root / f".staging-{job_id}", root / job_id
+        # pinned now: "shapes" becomes its latest version, a job's output is frozen, so that the record
+        # (and a rerun) names exactly what this job saw
+        inputs = [self.datasets.resolve_input(entry, field) for entry, field in submission.inputs]
+        job_params = dict(params)
+        for key, entry in submission.param_inputs.items():
+            resolved = {**self.datasets.resolve_input(entry, f"params.{key}"), "param": key}
+            inputs.append(resolved)
+            job_params[key] = reference(resolved)
+            params[key] = str(folder / "input" / key)  # what the template's code opens
         experiment_id, trial = experiment if experiment else (None, None)
         job = Job(
-            id=job_id, name=name, template=template.id, template_version=template.version,
-            params=params, profile=choice.profile.id, hours=choice.hours,
+            id=job_id, name=submission.name, template=template.id, template_version=template.version,
+            params=job_params, profile=choice.profile.id, hours=choice.hours,
             backend=self.backend.name, folder=str(folder), status="queued", rerun_of=rerun_of,
             submit_time=utcnow(), experiment_id=experiment_id, trial=trial,
             max_restarts=request.get("max_restarts", DEFAULT_MAX_RESTARTS), restarts=0, restart_history=[],
+            project=submission.project, inputs=inputs,
         )
         try:
-            self._write_folder(staging, folder, job, template, choice)
+            self._write_folder(staging, folder, job, template, choice, params)
             staging.rename(folder)
         except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            shutil.rmtree(folder, ignore_errors=True)
+            remove_folder(staging)
+            remove_folder(folder)
             raise
         return self.launch(job)
 
@@ -322,17 +455,19 @@ class JobService:
         try:
             job.scheduler_id = self.backend.submit(job, folder / "job.sh", folder / "log.txt", self._job_environment())
         except BackendError as e:
-            shutil.rmtree(folder, ignore_errors=True)
+            remove_folder(folder)
             raise JobError(502, str(e), "profile") from None
         except BaseException:
-            shutil.rmtree(folder, ignore_errors=True)
+            remove_folder(folder)
             raise
         self.store.add(job)
         return job
 
-    def _write_folder(self, staging: Path, folder: Path, job: Job, template: Template, choice) -> None:
+    def _write_folder(self, staging: Path, folder: Path, job: Job, template: Template, choice, params: dict) -> None:
+        """``params``: what the job's code gets (inputs named by a parameter become their mounted folders)."""
         staging.mkdir(mode=0o700)
         (staging / "output").mkdir()
+        self._mount_inputs(staging / "input", job.inputs)
         snapshot = self._snapshot(staging / "code")
         if self._environment is None:
             self._environment = environment_record()
@@ -342,8 +477,21 @@ class JobService:
             "environment": self._environment, "snapshot": snapshot,
         }
         (staging / "job.json").write_text(dumps(record))
-        (staging / "params.json").write_text(dumps(job.params))
+        (staging / "params.json").write_text(dumps(params))
         (staging / "job.sh").write_text(self.job_script(job, folder, template, choice))
+
+    def _mount_inputs(self, where: Path, inputs: list[dict]) -> None:
+        """``input/<as>``: a link to the frozen, read-only version (or job output) on a file system the job
+        sees (this machine's; on Slurm the shared one), or, where the backend mounts volumes itself
+        (Kubernetes: read-only subPath mounts), an empty folder for it to mount on. ``input/`` itself is
+        read-only: a job adds nothing there."""
+        where.mkdir()
+        for entry in inputs:
+            if getattr(self.backend, "mounts_inputs", False):
+                (where / entry["as"]).mkdir()
+            else:
+                (where / entry["as"]).symlink_to(entry["path"], target_is_directory=True)
+        where.chmod(0o555)
 
     def job_script(self, job: Job, folder: Path, template: Template, choice) -> str:
         """``job.sh`` for ``job`` in ``folder``: the backend's directives, our variables, the template's argv."""
@@ -380,6 +528,7 @@ class JobService:
             "CLUSTERLAB_PARAMS": str(folder / "params.json"),
             "CLUSTERLAB_CODE": str(folder / "code"),
             "CLUSTERLAB_OUTPUT": str(folder / "output"),
+            "CLUSTERLAB_INPUT": str(folder / "input"),
             "CLUSTERLAB_WORKSPACE": str(self.settings.workspace),
             "OMP_NUM_THREADS": threads,
             "MKL_NUM_THREADS": threads,
@@ -462,12 +611,14 @@ class JobService:
         return Path(job.folder) / "output" / "metrics.jsonl"
 
     def list(self, status: str | None = None, template: str | None = None, limit: int = 100, offset: int = 0,
-             experiment_id: str | None = None):
+             experiment_id: str | None = None, project: str | None = None):
         """The user's jobs, newest first (experiment trials among them; controllers are not jobs one lists)."""
         if status and status not in STATUSES:
             raise JobError(400, f"status must be one of {', '.join(STATUSES)}", "status")
         check_page(limit, offset)
-        return self.store.list(status, template, limit, offset, experiment_id=experiment_id)
+        if project is not None:
+            check_project(project)
+        return self.store.list(status, template, limit, offset, experiment_id=experiment_id, project=project)
 
     def refresh_if_older(self, max_age: float) -> None:
         """Refresh unless the last look at the scheduler is younger than ``max_age`` seconds."""
@@ -559,10 +710,12 @@ class JobService:
         return self.get(job_id)
 
     def rerun(self, job_id: str, changes: Any) -> Job:
+        """The job again, with ``changes``; its inputs are the same versions (pinned in its parameters and
+        inputs) unless ``changes`` names others."""
         job = self.get(job_id)
         if not isinstance(changes, dict):
             raise JobError(400, "the body must be a JSON object", "")
-        unknown = sorted(set(changes) - {"params", "name", "profile", "hours", "max_restarts"})
+        unknown = sorted(set(changes) - (JOB_FIELDS - {"template"}))
         if unknown:
             raise JobError(400, f"unknown field {unknown[0]!r}", unknown[0])
         new_params = changes.get("params", {})
@@ -573,6 +726,8 @@ class JobService:
             "params": {**job.params, **new_params},
             "profile": changes.get("profile", job.profile), "hours": changes.get("hours", job.hours),
             "max_restarts": changes.get("max_restarts", job.max_restarts),
+            "project": changes.get("project", job.project),
+            "inputs": changes.get("inputs", [input_entry(i) for i in job.inputs or [] if "param" not in i]),
         }
         return self.submit(request, rerun_of=job.id)
 

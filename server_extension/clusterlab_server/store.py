@@ -71,6 +71,10 @@ class Job(Base):
     restarts: Mapped[int] = mapped_column(Integer, default=0)
     max_restarts: Mapped[int] = mapped_column(Integer, default=DEFAULT_MAX_RESTARTS)
     restart_history: Mapped[list] = mapped_column(JSON, default=list)
+    # the project it belongs to, and what it mounts at input/<as>/: dataset versions and earlier jobs'
+    # outputs, each pinned to its manifest digest (datasets.DatasetService.resolve_input)
+    project: Mapped[str] = mapped_column(String(100), default="default", index=True)
+    inputs: Mapped[list] = mapped_column(JSON, default=list)
 
     @property
     def final(self) -> bool:
@@ -87,6 +91,7 @@ class Job(Base):
             "start_time": iso(self.start_time), "end_time": iso(self.end_time),
             "experiment_id": self.experiment_id, "trial": self.trial, "restarts": self.restarts or 0,
             "max_restarts": self.max_restarts, "restart_history": self.restart_history or [],
+            "project": self.project or "default", "inputs": self.inputs or [],
         }
 
 
@@ -121,8 +126,10 @@ class JobStore:
 
     def list(self, status: str | None = None, template: str | None = None,
              limit: int = 100, offset: int = 0, experiment_id: str | None = None,
-             kind: str = "job") -> tuple[list[Job], int]:
+             kind: str = "job", project: str | None = None) -> tuple[list[Job], int]:
         query = select(Job).where(Job.kind == kind)
+        if project:
+            query = query.where(Job.project == project)
         if experiment_id:
             query = query.where(Job.experiment_id == experiment_id)
         if status:
@@ -133,6 +140,17 @@ class JobStore:
             total = s.scalar(select(func.count()).select_from(query.subquery()))
             jobs = s.scalars(query.order_by(Job.submit_time.desc(), Job.id.desc()).limit(limit).offset(offset))
             return list(jobs), total
+
+    def with_inputs(self) -> list[Job]:
+        """Every job that mounts something (to say who used a dataset version or a job's output)."""
+        with self.session() as s:
+            return [job for job in s.scalars(select(Job).where(Job.inputs.is_not(None))) if job.inputs]
+
+    def projects(self) -> dict[str, int]:
+        """Each project's number of jobs (controllers not counted)."""
+        with self.session() as s:
+            rows = s.execute(select(Job.project, func.count()).where(Job.kind == "job").group_by(Job.project))
+            return {project or "default": count for project, count in rows}
 
     def unfinished(self) -> list[Job]:
         with self.session() as s:

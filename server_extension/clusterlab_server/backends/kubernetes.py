@@ -154,6 +154,8 @@ def make_job(
     ttl_seconds: int = DEFAULT_TTL_SECONDS,
     run: int = 0,
     service_account: str = "",
+    input_mounts: list[dict] | None = None,
+    extra_volumes: list[dict] | None = None,
 ) -> dict[str, Any]:
     """A ``batch/v1`` Job that runs ``script`` for ``job`` with the size of ``choice``.
 
@@ -202,6 +204,8 @@ def make_job(
             "volumeMounts": [
                 {"name": "home", "mountPath": home},
                 {"name": "dshm", "mountPath": "/dev/shm"},
+                # the job's inputs, read-only at input/<as>/ (a dataset version or an earlier job's output)
+                *(input_mounts or []),
             ],
         }],
         "volumes": [
@@ -209,6 +213,7 @@ def make_job(
             # PyTorch data loaders share batches through /dev/shm (a container's default is 64 MB);
             # its pages count against the memory limit
             {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": shm_quantity(profile)}},
+            *(extra_volumes or []),
         ],
     }
     if service_account:
@@ -427,6 +432,7 @@ class KubernetesBackend:
     """
 
     name = "kubernetes"
+    mounts_inputs = True  # inputs are read-only subPath mounts of the volumes, not links in the job folder
 
     def __init__(self, profiles_file: Path, *, namespace: str | None = None, user: str | None = None,
                  image: str | None = None, pvc_name: str | None = None, home: str | None = None,
@@ -443,6 +449,9 @@ class KubernetesBackend:
                       or env.get("JUPYTER_IMAGE_SPEC") or "")
         self.pvc_name = pvc_name or env.get("CLUSTERLAB_K8S_HOME_PVC") or _default_pvc(self.user)
         self.home = home or env.get("CLUSTERLAB_K8S_HOME_PATH") or env.get("HOME") or str(Path.home())
+        # the site's shared datasets: a read-only volume (ReadOnlyMany claim) holding CLUSTERLAB_SITE_DATASETS
+        self.site_datasets_pvc = env.get("CLUSTERLAB_K8S_SITE_DATASETS_PVC", "")
+        self.site_datasets = env.get("CLUSTERLAB_SITE_DATASETS", "/etc/clusterlab/datasets")
         self.kubeconfig = kubeconfig or env.get("KUBECONFIG") or None
         self.ttl_seconds = ttl_seconds
         self.timeout = timeout
@@ -546,10 +555,32 @@ class KubernetesBackend:
                                    "not known here: the spawner sets CLUSTERLAB_K8S_SERVICE_ACCOUNT")
             service_account = self.service_account
         env = {**env, "CLUSTERLAB_K8S_USER": self.user}
+        mounts, volumes = self.input_mounts(job, Path(script).parent, home)
         return make_job(job, choice, user=self.user, namespace=self.namespace, image=image,
                         pvc_name=self.pvc_name, home=home, script=str(script), log_path=str(log_path),
                         env=env, uid=os.getuid(), gid=os.getgid(), ttl_seconds=self.ttl_seconds, run=run,
-                        service_account=service_account)
+                        service_account=service_account, input_mounts=mounts, extra_volumes=volumes)
+
+    def input_mounts(self, job: Job, folder: Path, home: str) -> tuple[list[dict], list[dict]]:
+        """Each input as a read-only subPath mount at ``<job folder>/input/<as>``: of the home volume (the
+        user's datasets and job outputs), or of the site's datasets volume; BackendError for one on neither."""
+        mounts, volumes = [], []
+        site = self.site_datasets.rstrip("/") or "/"
+        for entry in job.inputs or []:
+            path, target = Path(entry["path"]), str(folder / "input" / entry["as"])
+            if path.is_relative_to(home):
+                mounts.append({"name": "home", "mountPath": target, "subPath": path.relative_to(home).as_posix(),
+                               "readOnly": True})
+            elif path.is_relative_to(site) and self.site_datasets_pvc:
+                if not volumes:
+                    volumes.append({"name": "site-datasets", "persistentVolumeClaim": {
+                        "claimName": self.site_datasets_pvc, "readOnly": True}})
+                mounts.append({"name": "site-datasets", "mountPath": target,
+                               "subPath": path.relative_to(site).as_posix(), "readOnly": True})
+            else:
+                raise BackendError(f"input {entry['as']}: {path} is on no volume a job's pod mounts (the home "
+                                   f"volume at {home}; site datasets need CLUSTERLAB_K8S_SITE_DATASETS_PVC)")
+        return mounts, volumes
 
     def submit(self, job: Job, script: Path, log_path: Path, env: dict) -> str:
         manifest = self.manifest(job, script, log_path, env, run=next_run(job))

@@ -56,12 +56,13 @@ def settings_to_json(settings: Settings) -> dict:
         "template_paths": [str(p) for p in settings.template_paths], "profiles_file": str(settings.profiles_file),
         "backend": settings.backend, "extra_roots": [str(p) for p in settings.extra_roots],
         "snapshot_max_bytes": settings.snapshot_max_bytes, "slurm_bin_dir": settings.slurm_bin_dir,
-        "max_concurrent_trials": settings.max_concurrent_trials,
+        "max_concurrent_trials": settings.max_concurrent_trials, "datasets_root": str(settings.datasets_root),
+        "site_datasets": str(settings.site_datasets), "datasets_quota_bytes": settings.datasets_quota_bytes,
     }
 
 
 def settings_from_json(data: dict) -> Settings:
-    paths = {"jobs_root", "workspace", "profiles_file"}
+    paths = {"jobs_root", "workspace", "profiles_file", "datasets_root", "site_datasets"}
     lists = {"template_paths", "extra_roots"}
     return Settings(**{k: Path(v) if k in paths else [Path(p) for p in v] if k in lists else v
                        for k, v in data.items()})
@@ -183,6 +184,7 @@ class Controller:
             "template": self.spec.template, "name": trial_name(self.spec, frozen.number),
             "params": self.spec.trial_params(frozen.params), "profile": self.spec.profile,
             "hours": self.spec.hours, "max_restarts": self.spec.max_restarts,
+            "inputs": self.spec.inputs, "project": self.spec.project,
         }
         try:
             job = self.jobs.submit(request, experiment=(self.experiment_id, frozen.number))

@@ -13,14 +13,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 from clusterlab_spawner.options import Choice
 
 from ..registry import Template
-from ..service import JobError, JobService, check_page, new_id, private_folder
+from ..service import JobError, JobService, check_page, check_project, new_id, private_folder, remove_folder
 from ..store import FINAL, Job, dumps, iso, utcnow
 from .controller import STATE_FILE, settings_to_json, trial_name
 from .spec import ExperimentSpec, validate_experiment
@@ -66,13 +65,13 @@ class ExperimentService:
                  "poll_interval": self.poll_interval}
         (folder / STATE_FILE).write_text(dumps(state))
         row = Experiment(id=experiment_id, name=spec.name, template=spec.template, spec=spec.to_json(),
-                         folder=str(folder), status="running", created=utcnow())
+                         folder=str(folder), status="running", created=utcnow(), project=spec.project)
         self.store.add(row)
         try:
             self._launch_controller(row, spec)
         except BaseException:
             self.store.delete(experiment_id)
-            shutil.rmtree(folder, ignore_errors=True)
+            remove_folder(folder)
             raise
         return self.experiment_json(self.get_row(experiment_id))
 
@@ -104,11 +103,14 @@ class ExperimentService:
             raise JobError(404, f"no experiment {str(experiment_id)[:64]!r}", "id")
         return row
 
-    def list(self, status: str | None = None, limit: int = 100, offset: int = 0) -> tuple[list[dict], int]:
+    def list(self, status: str | None = None, limit: int = 100, offset: int = 0,
+             project: str | None = None) -> tuple[list[dict], int]:
         if status and status not in EXPERIMENT_STATUSES:
             raise JobError(400, f"status must be one of {', '.join(EXPERIMENT_STATUSES)}", "status")
         check_page(limit, offset)
-        rows, total = self.store.list(status, limit, offset)
+        if project is not None:
+            check_project(project)
+        rows, total = self.store.list(status, limit, offset, project=project)
         return [self.experiment_json(row) for row in rows], total
 
     def get(self, experiment_id: Any) -> dict:
@@ -215,9 +217,9 @@ class ExperimentService:
         if not row.final or any(not j.final for j in trials) or (controller is not None and not controller.final):
             raise JobError(409, f"experiment {row.id} is still running: cancel it first", "id")
         for job in trials:
-            shutil.rmtree(job.folder, ignore_errors=True)
+            remove_folder(job.folder)
         self.jobs.store.delete([j.id for j in trials] + ([controller.id] if controller else []))
-        shutil.rmtree(row.folder, ignore_errors=True)
+        remove_folder(row.folder)
         self.store.delete(row.id)
 
     def rerun_best(self, experiment_id: Any, changes: Any) -> Job:

@@ -17,7 +17,9 @@ from typing import Any
 import jsonschema
 
 from ..registry import Template
-from ..service import JobError, JobService, check_max_restarts, check_name
+from ..service import (
+    JobError, JobService, check_max_restarts, check_name, check_project, input_entry, reference,
+)
 from ..store import DEFAULT_MAX_RESTARTS
 
 SEARCHERS = ("grid", "random", "tpe")
@@ -29,7 +31,7 @@ DEFAULT_CONCURRENT = 4
 RANGE_KEYS = {"min", "max", "log", "step", "count"}
 FIELDS = {
     "template", "name", "params", "search", "searcher", "early_stopping", "divisor", "max_rungs", "metric",
-    "maximize", "max_trials", "max_concurrent_trials", "max_restarts", "profile", "hours",
+    "maximize", "max_trials", "max_concurrent_trials", "max_restarts", "profile", "hours", "inputs", "project",
 }
 SCALARS = (str, int, float, bool, type(None))
 
@@ -53,6 +55,9 @@ class ExperimentSpec:
     hours: float
     epochs: int  # the longest a trial trains: ASHA's maximum resource
     notes: list[str] = dataclasses.field(default_factory=list)
+    project: str = "default"
+    inputs: list[dict] = dataclasses.field(default_factory=list)  # every trial's, pinned to their versions
+    uses: list[dict] = dataclasses.field(default_factory=list)  # what the trials mount (these and parameters')
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -149,14 +154,8 @@ def _check_value(template: Template, key: str, schema: dict, value: Any, service
     if not isinstance(value, SCALARS):
         raise JobError(400, f"{field}: values must be numbers, strings, booleans or null, not {type(value).__name__}",
                        field)
-    checker = jsonschema.FormatChecker()
-
-    @checker.checks("path", raises=ValueError)
-    def _path(text):
-        return not isinstance(text, str) or bool(service.resolve_path(text))
-
     error = jsonschema.exceptions.best_match(
-        jsonschema.Draft202012Validator(schema, format_checker=checker).iter_errors(value))
+        jsonschema.Draft202012Validator(schema, format_checker=service.format_checker()).iter_errors(value))
     if error is not None:
         cause = error.cause if isinstance(error.cause, ValueError) else None
         raise JobError(400, f"{field}: {value!r}: {cause or error.message}", field)
@@ -300,7 +299,23 @@ def validate_experiment(service: JobService, request: Any, max_concurrent_quota:
     service.check_params(template, spec.trial_params(first))
     choice = service.choice(template, request.get("profile"), request.get("hours"))
     spec.profile, spec.hours = choice.profile.id, choice.hours
+    spec.project = check_project(request.get("project"))
+    _pin_inputs(service, template, spec, request.get("inputs", []))
     return spec
+
+
+def _pin_inputs(service: JobService, template: Template, spec: ExperimentSpec, inputs: Any) -> None:
+    """Every trial mounts the same versions: "shapes" (its latest) and a job's output are pinned now, in the
+    inputs and in the fixed parameters that name them."""
+    param_inputs = service.param_inputs(template, spec.params)
+    checked = service.check_inputs(inputs, taken=set(param_inputs) | set(spec.search))
+    resolved = [service.datasets.resolve_input(entry, field) for entry, field in checked]
+    spec.inputs = [input_entry(r) for r in resolved]
+    for key, entry in param_inputs.items():
+        pinned = {**service.datasets.resolve_input(entry, f"params.{key}"), "param": key}
+        spec.params[key] = reference(pinned)
+        resolved.append(pinned)
+    spec.uses = resolved
 
 
 def _epochs(fixed: dict, search: dict) -> int:

@@ -29,10 +29,16 @@ class Experiment(Base):
     reason: Mapped[str] = mapped_column(String(500), default="")
     created: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     ended: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    project: Mapped[str] = mapped_column(String(100), default="default", index=True)
 
     @property
     def final(self) -> bool:
         return self.status != "running"
+
+    @property
+    def inputs(self) -> list[dict]:
+        """The dataset versions and job outputs its trials mount, pinned (so that none is deleted meanwhile)."""
+        return (self.spec or {}).get("uses", [])
 
 
 class ExperimentStore:
@@ -48,8 +54,11 @@ class ExperimentStore:
         with self.session() as s:
             return s.get(Experiment, experiment_id)
 
-    def list(self, status: str | None, limit: int, offset: int) -> tuple[list[Experiment], int]:
+    def list(self, status: str | None, limit: int, offset: int, project: str | None = None
+             ) -> tuple[list[Experiment], int]:
         query = select(Experiment)
+        if project:
+            query = query.where(Experiment.project == project)
         if status:
             query = query.where(Experiment.status == status)
         with self.session() as s:
@@ -57,6 +66,15 @@ class ExperimentStore:
             newest_first = query.order_by(Experiment.created.desc(), Experiment.id.desc())
             rows = s.scalars(newest_first.limit(limit).offset(offset))
             return list(rows), total
+
+    def unfinished(self) -> list[Experiment]:
+        with self.session() as s:
+            return list(s.scalars(select(Experiment).where(Experiment.status == "running")))
+
+    def projects(self) -> dict[str, int]:
+        with self.session() as s:
+            rows = s.execute(select(Experiment.project, func.count()).group_by(Experiment.project))
+            return {project or "default": count for project, count in rows}
 
     def update(self, experiment_id: str, only_if_running: bool = False, **changes) -> bool:
         """Change a row; ``only_if_running``: only while it runs (a cancel is never overwritten)."""

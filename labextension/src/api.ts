@@ -87,6 +87,99 @@ export interface IJob {
   restarts?: number;
   max_restarts?: number;
   restart_history?: { time: string; reason: string }[];
+  /** the project it belongs to ("default" unless one was given) */
+  project?: string;
+  /** what it read: dataset versions and other jobs' outputs, pinned at submit */
+  inputs?: IInput[];
+}
+
+/**
+ * A job's input as the server resolved it (docs/datasets.md): a dataset's
+ * version, or another job's output, each with its digest.
+ */
+export interface IInput {
+  as: string;
+  dataset?: string;
+  version?: number;
+  job?: string;
+  job_name?: string;
+  digest: string;
+  shared?: boolean;
+  files: number;
+  bytes: number;
+  path?: string;
+}
+
+/** A job that read a dataset's version (`GET datasets/{name}/{version}`). */
+export interface IUsedBy {
+  id: string;
+  name: string;
+  status: JobStatus;
+  as: string;
+}
+
+/** One version of a dataset: frozen at creation. */
+export interface IDatasetVersion {
+  name: string;
+  version: number;
+  digest: string;
+  /** how many files */
+  files: number;
+  bytes: number;
+  /** stored anew by this version (the rest it shares with earlier ones) */
+  new_bytes?: number;
+  created: string;
+  creator: string;
+  description: string;
+  project: string;
+  shared: boolean;
+  source?: string;
+  path?: string;
+  /** `GET datasets/{name}/{version}` only */
+  used_by?: IUsedBy[];
+}
+
+export interface IDataset {
+  name: string;
+  /** the site's (read only), not the user's own */
+  shared: boolean;
+  description: string;
+  project: string;
+  latest: number;
+  /** newest first */
+  versions: IDatasetVersion[];
+}
+
+export interface IDatasetPreview {
+  images: { path: string; size: number }[];
+  table: { path: string; header: string[]; rows: string[][] } | null;
+}
+
+/** `POST datasets` */
+export interface IDatasetRequest {
+  name: string;
+  folder: string;
+  description?: string;
+  project?: string;
+}
+
+export interface IProjectSummary {
+  name: string;
+  jobs: number;
+  experiments: number;
+  datasets: number;
+}
+
+/** A job on a project's page: and which jobs read its output. */
+export interface IProjectJob extends IJob {
+  used_by: string[];
+}
+
+export interface IProjectPage {
+  name: string;
+  jobs: IProjectJob[];
+  experiments: IExperiment[];
+  datasets: IDataset[];
 }
 
 export interface IMetricPoint {
@@ -123,6 +216,7 @@ export interface ISubmission {
   params: { [key: string]: any };
   profile: string;
   hours: number;
+  project?: string;
 }
 
 export type ExperimentStatus = 'running' | 'completed' | 'failed' | 'cancelled';
@@ -154,6 +248,7 @@ export interface IExperimentRequest {
   max_concurrent_trials?: number;
   profile: string;
   hours: number;
+  project?: string;
 }
 
 export interface ITrial {
@@ -218,6 +313,8 @@ export interface IExperiment {
   controller?: { status: string; job_id: string; restarts: number; heartbeat: string | null } | null;
   /** `GET experiments/{id}` only */
   trials?: ITrial[];
+  project?: string;
+  inputs?: IInput[];
 }
 
 /** A refusal by the server: the message, and the field it names ("params.epochs", "name", ...). */
@@ -231,8 +328,7 @@ export class APIError extends Error {
   }
 }
 
-/** The answer's text, or an APIError (the server's `error` and `field` when it gave them). */
-export async function requestText(path: string, init: RequestInit = {}): Promise<string> {
+async function request(path: string, init: RequestInit): Promise<Response> {
   const settings = ServerConnection.makeSettings();
   const url = URLExt.join(settings.baseUrl, 'clusterlab', 'api', path);
   let response: Response;
@@ -241,8 +337,8 @@ export async function requestText(path: string, init: RequestInit = {}): Promise
   } catch (error) {
     throw new APIError(`the server cannot be reached: ${error}`, 0, null);
   }
-  const text = await response.text();
   if (!response.ok) {
+    const text = await response.text();
     let data: any = null;
     try {
       data = text ? JSON.parse(text) : null;
@@ -251,7 +347,22 @@ export async function requestText(path: string, init: RequestInit = {}): Promise
     }
     throw new APIError(data?.error ?? (text || response.statusText), response.status, data?.field ?? null);
   }
-  return text;
+  return response;
+}
+
+/** The answer's bytes (a dataset's image), fetched with the server's auth like every call. */
+export async function requestBlob(path: string): Promise<Blob> {
+  return (await request(path, {})).blob();
+}
+
+/** "a/b c.png" -> "a/b%20c.png": each part of a path encoded, the slashes kept. */
+export function encodePath(path: string): string {
+  return path.split('/').map(encodeURIComponent).join('/');
+}
+
+/** The answer's text, or an APIError (the server's `error` and `field` when it gave them). */
+export async function requestText(path: string, init: RequestInit = {}): Promise<string> {
+  return (await request(path, init)).text();
 }
 
 export async function requestAPI<T>(path: string, init: RequestInit = {}): Promise<T> {

@@ -20,6 +20,9 @@ export class ExperimentsModel {
   private _detailErrors = new Map<string, string>();
   /** id -> the summary the detail was fetched at, to see when it moved */
   private _fetchedAt = new Map<string, string>();
+  private _project: string | null = null;
+  /** id -> name of every experiment seen, so a trial's card is named also while a filter hides it */
+  private _names = new Map<string, string>();
 
   constructor(intervalSeconds = 5) {
     this._poll = new Poll({
@@ -51,6 +54,20 @@ export class ExperimentsModel {
     this._poll.frequency = { ...this._poll.frequency, interval: Math.max(1, seconds) * 1000 };
   }
 
+  /** Only this project's experiments (null: all of them). */
+  get project(): string | null {
+    return this._project;
+  }
+
+  set project(project: string | null) {
+    if (project !== this._project) {
+      this._project = project;
+      this._loaded = false;
+      this._changed.emit();
+      void this.refresh();
+    }
+  }
+
   byId(id: string): IExperiment | undefined {
     return this._details.get(id) ?? this._experiments.find(e => e.id === id);
   }
@@ -66,7 +83,7 @@ export class ExperimentsModel {
 
   /** The name of a trial job's experiment, for its card in the Jobs panel. */
   nameOf(job: IJob): string | undefined {
-    return job.experiment_id ? this.byId(job.experiment_id)?.name : undefined;
+    return job.experiment_id ? this.byId(job.experiment_id)?.name ?? this._names.get(job.experiment_id) : undefined;
   }
 
   /** Keep the full record of ``id`` fresh (a view shows it) until `unwatch`. */
@@ -107,8 +124,10 @@ export class ExperimentsModel {
 
   private async _refresh(): Promise<void> {
     try {
-      const answer = await requestAPI<{ experiments: IExperiment[] }>('experiments');
+      const query = this._project ? `?project=${encodeURIComponent(this._project)}` : '';
+      const answer = await requestAPI<{ experiments: IExperiment[] }>(`experiments${query}`);
       this._experiments = answer.experiments;
+      this._experiments.forEach(e => this._names.set(e.id, e.name));
       this._loaded = true;
       this._error = '';
     } catch (error) {

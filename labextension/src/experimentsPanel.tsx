@@ -2,7 +2,8 @@
  * The left-sidebar Experiments panel, beside the Jobs panel: each experiment
  * with its status, its trials (done, running, pruned, failed) and its best
  * value, and the actions (open, cancel while it runs, delete once it ended).
- * Cards read at the sidebar's default width, as the job cards do.
+ * Cards read at the sidebar's default width, as the job cards do. A project
+ * filter on top, as in the Jobs panel.
  */
 import { deleteIcon, launchIcon, ReactWidget, stopIcon, UseSignal } from '@jupyterlab/ui-components';
 import { CommandRegistry } from '@lumino/commands';
@@ -13,6 +14,8 @@ import { tick } from './axes';
 import { experimentsIcon } from './icons';
 import { ActionButton, breakable, CommandIDs } from './jobsPanel';
 import { ExperimentsModel, isEnded } from './experimentsModel';
+import { ProjectFilter } from './projectFilter';
+import { ProjectsModel } from './projectsModel';
 
 /** "3 done · 1 running · 1 pruned · 0 failed" (and the queued, when any). */
 export function CountsLine(props: { experiment: IExperiment }): JSX.Element {
@@ -96,8 +99,13 @@ function ExperimentCard(props: { experiment: IExperiment; template?: ITemplate; 
   );
 }
 
-function ExperimentsList(props: { model: ExperimentsModel; templates: Map<string, ITemplate>; commands: CommandRegistry }): JSX.Element {
-  const { model, templates, commands } = props;
+function ExperimentsList(props: {
+  model: ExperimentsModel;
+  templates: Map<string, ITemplate>;
+  projects?: ProjectsModel;
+  commands: CommandRegistry;
+}): JSX.Element {
+  const { model, templates, projects, commands } = props;
   return (
     <UseSignal signal={model.changed}>
       {() => (
@@ -108,10 +116,21 @@ function ExperimentsList(props: { model: ExperimentsModel; templates: Map<string
               Refresh
             </button>
           </div>
+          {projects && (
+            <ProjectFilter
+              panel="experiments"
+              projects={projects}
+              value={model.project}
+              onChange={project => (model.project = project)}
+              commands={commands}
+            />
+          )}
           {model.error && <div className="jp-clusterlab-error">{model.error}</div>}
           {model.loaded && model.experiments.length === 0 && !model.error && (
             <p className="jp-clusterlab-empty">
-              No experiments yet: open a training template from the launcher and press Search….
+              {model.project
+                ? `No experiments in project ${model.project}.`
+                : 'No experiments yet: open a training template from the launcher and press Search….'}
             </p>
           )}
           <ul className="jp-clusterlab-job-list jp-clusterlab-experiment-list">
@@ -134,7 +153,8 @@ export class ExperimentsPanel extends ReactWidget {
   constructor(
     private model: ExperimentsModel,
     private templates: Map<string, ITemplate>,
-    private commands: CommandRegistry
+    private commands: CommandRegistry,
+    private projects?: ProjectsModel
   ) {
     super();
     this.id = 'clusterlab-experiments';
@@ -144,6 +164,6 @@ export class ExperimentsPanel extends ReactWidget {
   }
 
   render(): JSX.Element {
-    return <ExperimentsList model={this.model} templates={this.templates} commands={this.commands} />;
+    return <ExperimentsList model={this.model} templates={this.templates} projects={this.projects} commands={this.commands} />;
   }
 }

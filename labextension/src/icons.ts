@@ -1,6 +1,6 @@
 /**
- * Icons: one per template (its `icon` field, else its category), the Jobs
- * and Experiments panels', and TensorBoard's for the job action. JupyterLab's own notebook and
+ * Icons: one per template (its `icon` field, else its category), the Jobs,
+ * Experiments and Datasets panels', and TensorBoard's for the job action. JupyterLab's own notebook and
  * Python icons for those templates, so a tile looks like what it makes.
  */
 import { LabIcon, notebookIcon, pythonIcon } from '@jupyterlab/ui-components';
@@ -36,6 +36,16 @@ export const jobsIcon = icon(
 export const experimentsIcon = icon(
   'experiments',
   '<path fill-rule="evenodd" d="M8.5 2.5h7v2h-1.3v5l5.3 8.6A1.9 1.9 0 0 1 17.9 21H6.1a1.9 1.9 0 0 1-1.6-2.9l5.3-8.6v-5H8.5v-2zM11.2 4.5v5.6l-2.7 4.5h7l-2.7-4.5V4.5z"/>'
+);
+/** a stack of disks: datasets, frozen in versions */
+export const datasetsIcon = icon(
+  'datasets',
+  '<path fill-rule="evenodd" d="M12 2.5c4.4 0 8 1.4 8 3.3v12.4c0 1.9-3.6 3.3-8 3.3s-8-1.4-8-3.3V5.8c0-1.9 3.6-3.3 8-3.3zM6 8.4v3.1c1.2.8 3.4 1.3 6 1.3s4.8-.5 6-1.3V8.4c-1.5.7-3.6 1.1-6 1.1s-4.5-.4-6-1.1zm0 5.6v3.9c.4.6 2.6 1.6 6 1.6s5.6-1 6-1.6V14c-1.5.7-3.6 1.1-6 1.1S7.5 14.7 6 14zM12 4.5c-3.6 0-5.8 1-6 1.4.2.4 2.4 1.6 6 1.6s5.8-1.2 6-1.6c-.2-.4-2.4-1.4-6-1.4z"/>'
+);
+/** a folder of linked nodes: a project (jobs, their inputs and outputs) */
+export const projectIcon = icon(
+  'project',
+  '<path d="M6 3a3 3 0 0 1 1 5.8v2.2h10V8.8a3 3 0 1 1 2 0V13H13v2.2a3 3 0 1 1-2 0V13H7v0H5V8.8A3 3 0 0 1 6 3zm0 2a1 1 0 1 0 0 2 1 1 0 0 0 0-2zm12 0a1 1 0 1 0 0 2 1 1 0 0 0 0-2zm-6 12a1 1 0 1 0 0 2 1 1 0 0 0 0-2z"/>'
 );
 export const tensorBoardIcon = icon(
   'tensorboard',

@@ -2,27 +2,35 @@
  * ClusterLab in JupyterLab: the "Accelerated AI" launcher section (a tile per
  * template), template forms (and their search mode), the Jobs sidebar with
  * live logs, metrics and TensorBoard, the Experiments sidebar and each
- * experiment's view, and the GPU status-bar item. Everything talks to the server
- * extension's REST API (api.ts); each user action is a command.
+ * experiment's view, the Datasets sidebar ("Make a dataset from this folder" in
+ * the file browser), project pages, and the GPU status-bar item. Everything
+ * talks to the server extension's REST API (api.ts); each user action is a command.
  */
 import { ILabShell, ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { Dialog, ICommandPalette, InputDialog, MainAreaWidget, Notification, showDialog, showErrorMessage } from '@jupyterlab/apputils';
 import { IDocumentManager } from '@jupyterlab/docmanager';
-import { FileBrowser, FilterFileBrowserModel } from '@jupyterlab/filebrowser';
+import { FileBrowser, FilterFileBrowserModel, IFileBrowserFactory } from '@jupyterlab/filebrowser';
 import { ILauncher } from '@jupyterlab/launcher';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IStatusBar } from '@jupyterlab/statusbar';
 import { folderIcon } from '@jupyterlab/ui-components';
 
 import { IJob, ITemplate, postJSON, requestAPI, requestText } from './api';
+import { makeDataset } from './datasetDialog';
+import { DatasetsModel } from './datasetsModel';
+import { DatasetsPanel } from './datasetsPanel';
+import { formatBytes, formatFiles } from './format';
 import { ExperimentsModel } from './experimentsModel';
 import { ExperimentsPanel } from './experimentsPanel';
 import { ExperimentView } from './experimentView';
 import { GPUStatusItem } from './gpuStatus';
-import { iconFor } from './icons';
+import { datasetsIcon, iconFor, projectIcon } from './icons';
 import { CommandIDs, JobsPanel } from './jobsPanel';
 import { JobsModel } from './jobsModel';
 import { LogView } from './logView';
+import { PickerSource } from './pickers';
+import { ProjectsModel } from './projectsModel';
+import { ProjectView } from './projectView';
 import { openTensorBoard } from './tensorboard';
 import { formOptions, TemplateFormWidget } from './templateForm';
 
@@ -34,7 +42,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
   description: 'Accelerated AI templates, their forms, the Jobs panel and the embedded TensorBoard.',
   autoStart: true,
   requires: [ILabShell, IDocumentManager],
-  optional: [ILauncher, ICommandPalette, ISettingRegistry, ILayoutRestorer, IStatusBar],
+  optional: [ILauncher, ICommandPalette, ISettingRegistry, ILayoutRestorer, IStatusBar, IFileBrowserFactory],
   activate: async (
     app: JupyterFrontEnd,
     shell: ILabShell,
@@ -43,26 +51,38 @@ const plugin: JupyterFrontEndPlugin<void> = {
     palette: ICommandPalette | null,
     settingRegistry: ISettingRegistry | null,
     restorer: ILayoutRestorer | null,
-    statusBar: IStatusBar | null
+    statusBar: IStatusBar | null,
+    browsers: IFileBrowserFactory | null
   ) => {
     const { commands } = app;
     const templates = new Map<string, ITemplate>(); // filled below, for the launcher and the job cards
     const model = new JobsModel(templates);
     const experiments = new ExperimentsModel();
-    const panel = new JobsPanel(model, commands, experiments);
+    const projects = new ProjectsModel();
+    const datasets = new DatasetsModel();
+    const pickers = new PickerSource();
+    const panel = new JobsPanel(model, commands, experiments, projects);
     shell.add(panel, 'left', { rank: 600 });
     restorer?.add(panel, panel.id);
-    const experimentsPanel = new ExperimentsPanel(experiments, templates, commands);
+    const experimentsPanel = new ExperimentsPanel(experiments, templates, commands, projects);
     shell.add(experimentsPanel, 'left', { rank: 601 });
     restorer?.add(experimentsPanel, experimentsPanel.id);
+    const datasetsPanel = new DatasetsPanel(datasets, projects, commands);
+    shell.add(datasetsPanel, 'left', { rank: 602 });
+    restorer?.add(datasetsPanel, datasetsPanel.id);
+    let interval = 5; // seconds, the settings' refreshInterval: a project page asks at it too
+    const projectViews = () => Array.from(shell.widgets('main')).filter((w): w is ProjectView => w instanceof ProjectView);
 
     if (settingRegistry) {
       try {
         const settings = await settingRegistry.load(PLUGIN_ID);
         const apply = () => {
           const seconds = settings.get('refreshInterval').composite as number;
+          interval = seconds;
           model.interval = seconds;
           experiments.interval = seconds;
+          datasets.interval = seconds;
+          projectViews().forEach(view => (view.interval = seconds));
         };
         apply();
         settings.changed.connect(apply);
@@ -72,24 +92,28 @@ const plugin: JupyterFrontEndPlugin<void> = {
     }
 
     const jobById = (id: string): IJob | undefined => model.jobs.find(job => job.id === id);
-    const addToMain = (widget: MainAreaWidget | LogView | ExperimentView) => {
+    const addToMain = (widget: MainAreaWidget | LogView | ExperimentView | ProjectView) => {
       shell.add(widget, 'main');
       shell.activateById(widget.id);
     };
 
     const openForm = async (templateId: string, rerun: IJob | null) => {
       try {
-        const options = await formOptions(templateId, rerun);
+        const options = await formOptions(templateId, rerun, model.project);
         const content = new TemplateFormWidget({
           ...options,
           rerunOf: rerun?.id ?? null,
+          pickers,
+          projects,
           onSubmitted: () => {
             void model.refresh();
+            void projects.refresh();
             shell.activateById(panel.id);
           },
           onExperiment: () => {
             void experiments.refresh();
             void model.refresh();
+            void projects.refresh();
             shell.activateById(experimentsPanel.id);
           }
         });
@@ -315,8 +339,154 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
     });
 
+    // ----- datasets -----------------------------------------------------------------
+    /** after React drew what a model's change asked for */
+    const nextFrame = () => new Promise(resolve => requestAnimationFrame(() => setTimeout(resolve, 0)));
+
+    commands.addCommand(CommandIDs.openDatasets, {
+      label: 'Datasets',
+      caption: 'Show the ClusterLab datasets panel',
+      execute: () => {
+        shell.activateById(datasetsPanel.id);
+        void datasets.refresh();
+      }
+    });
+
+    commands.addCommand(CommandIDs.openDataset, {
+      label: 'Show the dataset',
+      execute: async args => {
+        const name = args.name as string;
+        const version = (args.version as number | null | undefined) ?? null;
+        shell.activateById(datasetsPanel.id);
+        if (!datasets.byName(name)) {
+          datasets.project = null; // a filter may hide it
+          await datasets.refresh();
+        }
+        if (!datasets.byName(name)) {
+          void showErrorMessage('ClusterLab', `There is no dataset ${name} (any more).`);
+          return;
+        }
+        if (datasets.selected?.name !== name || (version !== null && datasets.selected.version !== version)) {
+          datasets.select(name, version);
+        }
+        await nextFrame();
+        datasetsPanel.reveal(name);
+      }
+    });
+
+    const selectedFolder = (): string | null => {
+      const first = browsers?.tracker.currentWidget?.selectedItems().next();
+      const item = first && !first.done ? first.value : undefined;
+      return item?.type === 'directory' ? item.path : null;
+    };
+
+    commands.addCommand(CommandIDs.createDataset, {
+      label: 'Make a dataset from this folder…',
+      caption: 'Freeze the folder\'s files as a new version of a dataset, for jobs to read',
+      icon: datasetsIcon,
+      isVisible: args => typeof args.path === 'string' || selectedFolder() !== null,
+      execute: async args => {
+        const folder = typeof args.path === 'string' ? (args.path as string) : selectedFolder();
+        if (folder === null) {
+          return;
+        }
+        const version = await makeDataset(folder, datasets, projects);
+        if (!version) {
+          return;
+        }
+        Notification.success(
+          `Made dataset ${version.name} version ${version.version}: ${formatFiles(version.files)}, ${formatBytes(version.bytes)}` +
+            (version.new_bytes !== undefined ? ` (${formatBytes(version.new_bytes)} stored anew).` : '.'),
+          { autoClose: 8000 }
+        );
+        if (datasets.project && datasets.project !== version.project) {
+          datasets.project = null;
+        }
+        await datasets.refresh();
+        void pickers.refresh(true);
+        await commands.execute(CommandIDs.openDataset, { name: version.name, version: version.version });
+      }
+    });
+    // on folders of the file browsers (not a job's output folder: that is an input as job:<id> already)
+    app.contextMenu.addItem({
+      command: CommandIDs.createDataset,
+      selector: '.jp-FileBrowser:not(.jp-clusterlab-output) .jp-DirListing-item[data-isdir="true"]',
+      rank: 20
+    });
+
+    commands.addCommand(CommandIDs.deleteDatasetVersion, {
+      label: 'Delete the dataset version',
+      execute: async args => {
+        const name = args.name as string;
+        const version = args.version as number;
+        const dataset = datasets.byName(name);
+        const last = dataset?.versions.length === 1;
+        const answer = await showDialog({
+          title: `Delete ${name} version ${version}?`,
+          body: last
+            ? `It is the last version: the dataset ${name} goes. Jobs that ended keep their record of it; its number is not given again.`
+            : `Jobs that ended keep their record of it; its number is not given again.`,
+          buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Delete' })]
+        });
+        if (answer.button.accept && (await datasets.remove(name, version))) {
+          void pickers.refresh(true);
+          void projects.refresh();
+        }
+      }
+    });
+
+    // ----- jobs from links, and project pages --------------------------------------------
+    commands.addCommand(CommandIDs.showJob, {
+      label: 'Show the job in the Jobs panel',
+      execute: async args => {
+        const id = args.id as string;
+        shell.activateById(panel.id);
+        if (!jobById(id) && model.project) {
+          model.project = null; // a filter hides it
+        }
+        if (!jobById(id)) {
+          await model.refresh();
+        }
+        await nextFrame();
+        if (!panel.reveal(id)) {
+          Notification.warning(`Job ${id} is not among the jobs listed.`, { autoClose: 5000 });
+        }
+      }
+    });
+
+    commands.addCommand(CommandIDs.openProject, {
+      label: args => (args.name ? `Open project ${args.name}` : 'Open a project page…'),
+      caption: 'A project\'s jobs with their inputs and who used their outputs, its datasets and experiments',
+      icon: projectIcon,
+      execute: async args => {
+        let name = args.name as string | undefined;
+        if (!name) {
+          await projects.refresh().catch(() => undefined);
+          const answer = await InputDialog.getItem({
+            title: 'Open a project page',
+            label: 'Project',
+            items: projects.names.length ? projects.names : ['default'],
+            current: model.project ?? 'default'
+          });
+          if (!answer.button.accept || !answer.value) {
+            return;
+          }
+          name = answer.value;
+        }
+        const existing = projectViews().find(view => view.project === name);
+        if (existing) {
+          shell.activateById(existing.id);
+          void existing.refresh();
+          return;
+        }
+        addToMain(new ProjectView(name, model.catalog, commands, interval));
+      }
+    });
+
     palette?.addItem({ command: CommandIDs.openJobs, category: 'ClusterLab' });
     palette?.addItem({ command: CommandIDs.openExperiments, category: 'ClusterLab' });
+    palette?.addItem({ command: CommandIDs.openDatasets, category: 'ClusterLab' });
+    palette?.addItem({ command: CommandIDs.openProject, category: 'ClusterLab' });
 
     if (statusBar) {
       statusBar.registerStatusItem('clusterlab:gpu-status', {

@@ -24,6 +24,7 @@ export class JobsModel {
   private _poll: Poll;
   private _catalog: ICatalog;
   private _profilesLoaded = false;
+  private _project: string | null = null;
 
   constructor(templates: Map<string, ITemplate>, intervalSeconds = 5) {
     this._catalog = { profiles: new Map(), templates };
@@ -52,6 +53,19 @@ export class JobsModel {
     return this._catalog;
   }
 
+  /** Only this project's jobs (null: all of them). */
+  get project(): string | null {
+    return this._project;
+  }
+
+  set project(project: string | null) {
+    if (project !== this._project) {
+      this._project = project;
+      this._changed.emit();
+      void this.refresh();
+    }
+  }
+
   metrics(jobId: string): IMetricPoint[] {
     return this._metrics.get(jobId)?.points ?? [];
   }
@@ -76,7 +90,8 @@ export class JobsModel {
 
   private async _refresh(): Promise<void> {
     try {
-      const answer = await requestAPI<{ jobs: IJob[] }>('jobs');
+      const query = this._project ? `?project=${encodeURIComponent(this._project)}` : '';
+      const answer = await requestAPI<{ jobs: IJob[] }>(`jobs${query}`);
       this._jobs = answer.jobs;
       if (!this._profilesLoaded) {
         await this._loadProfiles();

@@ -6,7 +6,8 @@
  * rather than being cut, and the actions are one row of icon buttons (each
  * with its name as tooltip and accessible label). A trial of an experiment
  * says which (and opens it); a job started again after a failure that was
- * not its own says how often.
+ * not its own says how often. A card lists the job's inputs (dataset
+ * versions, other jobs' outputs), each a link; a project filter on top.
  */
 import { folderIcon, LabIcon, ReactWidget, redoIcon, stopIcon, UseSignal } from '@jupyterlab/ui-components';
 import { CommandRegistry } from '@lumino/commands';
@@ -15,7 +16,10 @@ import * as React from 'react';
 import { IJob } from './api';
 import { MetricsChart } from './chart';
 import { jobsIcon, logIcon, tensorBoardIcon } from './icons';
+import { InputsList } from './inputs';
 import { elapsed, ICatalog, isFinal, JobsModel } from './jobsModel';
+import { ProjectFilter } from './projectFilter';
+import { ProjectsModel } from './projectsModel';
 
 export const CommandIDs = {
   openTemplate: 'clusterlab:open-template',
@@ -30,7 +34,13 @@ export const CommandIDs = {
   cancelExperiment: 'clusterlab:cancel-experiment',
   deleteExperiment: 'clusterlab:delete-experiment',
   rerunBest: 'clusterlab:rerun-best',
-  downloadTrials: 'clusterlab:download-trials'
+  downloadTrials: 'clusterlab:download-trials',
+  openDatasets: 'clusterlab:open-datasets',
+  openDataset: 'clusterlab:open-dataset',
+  createDataset: 'clusterlab:create-dataset',
+  deleteDatasetVersion: 'clusterlab:delete-dataset-version',
+  showJob: 'clusterlab:show-job',
+  openProject: 'clusterlab:open-project'
 };
 
 /** What a card needs to know of experiments: a trial job's experiment name. */
@@ -146,6 +156,19 @@ function JobCard(props: {
       <div className="jp-clusterlab-job-meta jp-clusterlab-job-size" data-profile={job.profile}>
         {sizeText(job, model.catalog)}
       </div>
+      {job.project && job.project !== 'default' && (
+        <div className="jp-clusterlab-job-meta jp-clusterlab-job-project" data-project={job.project}>
+          project{' '}
+          <button
+            className="jp-clusterlab-link"
+            title={`Open the page of project ${job.project}`}
+            onClick={run(CommandIDs.openProject, { name: job.project })}
+          >
+            {breakable(job.project)}
+          </button>
+        </div>
+      )}
+      <InputsList inputs={job.inputs} commands={commands} />
       {job.reason && <div className="jp-clusterlab-job-reason">{job.reason}</div>}
       <div
         className="jp-clusterlab-progress"
@@ -182,8 +205,13 @@ function JobCard(props: {
   );
 }
 
-function JobsList(props: { model: JobsModel; experiments?: IExperimentNames; commands: CommandRegistry }): JSX.Element {
-  const { model, commands } = props;
+function JobsList(props: {
+  model: JobsModel;
+  experiments?: IExperimentNames;
+  projects?: ProjectsModel;
+  commands: CommandRegistry;
+}): JSX.Element {
+  const { model, commands, projects } = props;
   const [selected, setSelected] = React.useState<Set<string>>(new Set());
   const select = (id: string, on: boolean) =>
     setSelected(s => {
@@ -205,6 +233,15 @@ function JobsList(props: { model: JobsModel; experiments?: IExperimentNames; com
                 Refresh
               </button>
             </div>
+            {projects && (
+              <ProjectFilter
+                panel="jobs"
+                projects={projects}
+                value={model.project}
+                onChange={project => (model.project = project)}
+                commands={commands}
+              />
+            )}
             {comparable.length > 0 && (
               <div className="jp-clusterlab-compare">
                 <button
@@ -223,7 +260,9 @@ function JobsList(props: { model: JobsModel; experiments?: IExperimentNames; com
             {model.error && <div className="jp-clusterlab-error">{model.error}</div>}
             {model.jobs.length === 0 && !model.error && (
               <p className="jp-clusterlab-empty">
-                No jobs yet: start one from a tile in the launcher's Accelerated AI section.
+                {model.project
+                  ? `No jobs in project ${model.project}.`
+                  : "No jobs yet: start one from a tile in the launcher's Accelerated AI section."}
               </p>
             )}
             <ul className="jp-clusterlab-job-list">
@@ -250,7 +289,8 @@ export class JobsPanel extends ReactWidget {
   constructor(
     private model: JobsModel,
     private commands: CommandRegistry,
-    private experiments?: IExperimentNames
+    private experiments?: IExperimentNames,
+    private projects?: ProjectsModel
   ) {
     super();
     this.id = 'clusterlab-jobs';
@@ -259,7 +299,26 @@ export class JobsPanel extends ReactWidget {
     this.addClass('jp-clusterlab-jobs-panel');
   }
 
-  render(): JSX.Element {
-    return <JobsList model={this.model} experiments={this.experiments} commands={this.commands} />;
+  /** Bring a job's card into view and mark it a moment (a link from an input or a dataset). */
+  reveal(jobId: string): boolean {
+    const card = this.node.querySelector<HTMLElement>(`.jp-clusterlab-job[data-job-id="${CSS.escape(jobId)}"]`);
+    if (!card) {
+      return false;
+    }
+    flash(card);
+    return true;
   }
+
+  render(): JSX.Element {
+    return <JobsList model={this.model} experiments={this.experiments} projects={this.projects} commands={this.commands} />;
+  }
+}
+
+/** Scroll ``node`` into view and mark it for a moment: where a link led. */
+export function flash(node: HTMLElement): void {
+  node.scrollIntoView({ block: 'nearest' });
+  node.classList.remove('jp-mod-highlight');
+  void node.offsetWidth; // restart the animation
+  node.classList.add('jp-mod-highlight');
+  window.setTimeout(() => node.classList.remove('jp-mod-highlight'), 2500);
 }

@@ -10,6 +10,7 @@ import { getSchemaType, getWidget, RJSFSchema, WidgetProps } from '@rjsf/utils';
 import * as React from 'react';
 
 import { IExperimentRequest, ITemplate, SearchSpec } from './api';
+import { AddChoice, PICKER_FORMATS, PickerSource } from './pickers';
 
 export type SearchMode = 'fixed' | 'values' | 'range';
 
@@ -54,6 +55,8 @@ export interface ISearchContext {
   /** a range's count is for the grid searcher only */
   searcher: ISearchSettings['searcher'];
   onRow: (key: string, row: ISearchRow) => void;
+  /** the datasets and ended jobs a `format: dataset` / `job-output` parameter offers */
+  pickers?: PickerSource;
 }
 
 /** The template's declared metrics, [name, spec] in their order. */
@@ -315,7 +318,10 @@ export function experimentRequest(options: {
 /** The widget rjsf would have drawn for this parameter (our labelled ones). */
 function baseWidget(props: WidgetProps): React.ComponentType<WidgetProps> {
   const type = getSchemaType(props.schema);
-  const name = type === 'boolean' ? 'checkbox' : props.options?.enumOptions ? 'select' : 'text';
+  const format = props.schema.format;
+  // a format with a widget of its name (a dataset's picker), as rjsf's own StringField chooses
+  const byFormat = type === 'string' && format && format in props.registry.widgets ? format : null;
+  const name = type === 'boolean' ? 'checkbox' : props.options?.enumOptions ? 'select' : byFormat ?? 'text';
   return getWidget(props.schema, name, props.registry.widgets) as React.ComponentType<WidgetProps>;
 }
 
@@ -339,15 +345,17 @@ export function SearchInputs(props: {
   searcher: ISearchSettings['searcher'];
   error?: string;
   onRow: (row: ISearchRow) => void;
+  pickers?: PickerSource;
 }): JSX.Element | null {
   const { id, title, row, schema, searcher, error, onRow } = props;
+  const picker = PICKER_FORMATS.includes(schema?.format) ? (schema.format as string) : null;
   const set = (change: Partial<ISearchRow>) => onRow({ ...row, ...change });
   const errorId = `${id}-error`;
   const invalid = error ? { 'aria-invalid': true, 'aria-describedby': errorId } : {};
   const type = searchType(schema);
   const allowed: any[] | undefined = schema?.enum;
   const example =
-    allowed ? allowed.join(', ') : type === 'integer' ? 'e.g. 16, 32, 64' : type === 'boolean' ? 'true, false' : type === 'number' ? 'e.g. 0.001, 0.003, 0.01' : 'e.g. a, b';
+    allowed ? allowed.join(', ') : picker === 'dataset' ? 'e.g. shapes:1, shapes:2' : picker ? 'e.g. job:ID, job:ID' : type === 'integer' ? 'e.g. 16, 32, 64' : type === 'boolean' ? 'true, false' : type === 'number' ? 'e.g. 0.001, 0.003, 0.01' : 'e.g. a, b';
   return (
     <>
       {row.mode === 'values' && (
@@ -361,6 +369,16 @@ export function SearchInputs(props: {
             {...invalid}
           />
         </Labelled>
+      )}
+      {row.mode === 'values' && picker && (
+        <AddChoice
+          id={id}
+          title={title}
+          format={picker}
+          source={props.pickers}
+          values={row.values}
+          onValues={values => set({ values })}
+        />
       )}
       {row.mode === 'range' && (
         <span className="jp-clusterlab-search-range">
@@ -471,6 +489,7 @@ export function SearchableWidget(props: WidgetProps): JSX.Element {
           searcher={context.searcher}
           error={context.errors[`search.${key}`]}
           onRow={onRow}
+          pickers={context.pickers}
         />
       )}
     </div>

@@ -7,6 +7,9 @@
  * A training (or script) template's form also has a search mode ("Search…",
  * searchForm.tsx): the same form then asks for an experiment, many trials of
  * this template over the parameters' values or ranges.
+ *
+ * A `format: dataset` or `format: job-output` parameter gets a picker
+ * (pickers.tsx); the job (or experiment) goes into the project chosen here.
  */
 import { ReactWidget } from '@jupyterlab/ui-components';
 import { FormComponent } from '@jupyterlab/ui-components';
@@ -31,13 +34,16 @@ import {
   searchType,
   ValueCheck
 } from './searchForm';
+import { PICKER_WIDGETS, PickerSource } from './pickers';
+import { DEFAULT_PROJECT, ProjectsModel } from './projectsModel';
 
 /** The server's rule (service.NAME_RULE), checked here too so the message comes at once. */
 export const NAME_RULE = /^[A-Za-z0-9_]{1,100}$/;
 export const NAME_RULE_TEXT = 'letters, digits and underscores (A-Z, a-z, 0-9, _), at most 100';
 
-// `format: path` is checked by the server (inside your workspace, exists)
-const validator = customizeValidator({ customFormats: { path: () => true } });
+// `format: path` is checked by the server (inside your workspace, exists), and so are a
+// dataset's ref ("shapes:2", or a path) and a job's ("job:<id>", or a path)
+const validator = customizeValidator({ customFormats: { path: () => true, dataset: () => true, 'job-output': () => true } });
 
 /**
  * rjsf's input widgets, each with a <label for> that screen readers read.
@@ -71,7 +77,7 @@ function labelledWidgets(): RegistryWidgetsType {
   return widgets;
 }
 
-const WIDGETS = labelledWidgets();
+const WIDGETS: RegistryWidgetsType = { ...labelledWidgets(), ...PICKER_WIDGETS };
 
 /** One value against a parameter's own schema: ajv's messages ("must be >= 1"), or ''. */
 const checkValue: ValueCheck = (schema, value) => {
@@ -87,6 +93,7 @@ export interface IFormValues {
   params: { [key: string]: any };
   profile: string;
   hours: number;
+  project: string;
 }
 
 export function defaultJobName(template: ITemplate): string {
@@ -98,6 +105,7 @@ interface IFieldErrors {
   name?: string;
   profile?: string;
   hours?: string;
+  project?: string;
   form?: string;
 }
 
@@ -121,6 +129,10 @@ interface IProps {
   rerunOf: string | null;
   onSubmitted: (job: IJob) => void;
   onExperiment?: (experiment: IExperiment) => void;
+  /** what the dataset and job-output pickers offer */
+  pickers?: PickerSource;
+  /** the project field's suggestions */
+  projects?: ProjectsModel;
 }
 
 const SETTINGS_FIELDS = ['searcher', 'early_stopping', 'divisor', 'max_rungs', 'metric', 'maximize', 'max_trials',
@@ -164,8 +176,15 @@ function TemplateForm(props: IProps): JSX.Element {
     setExperiment(null);
   }, []);
   const formContext: ISearchContext = React.useMemo(
-    () => ({ defaultFormData: {}, search: searching ? rows : null, errors: searchErrors, searcher: settings.searcher, onRow }),
-    [searching, rows, searchErrors, settings.searcher, onRow]
+    () => ({
+      defaultFormData: {},
+      search: searching ? rows : null,
+      errors: searchErrors,
+      searcher: settings.searcher,
+      onRow,
+      pickers: props.pickers
+    }),
+    [searching, rows, searchErrors, settings.searcher, onRow, props.pickers]
   );
   const uiSchema = React.useMemo(() => {
     const ui: { [key: string]: any } = { 'ui:submitButtonOptions': { norender: true } };
@@ -186,6 +205,9 @@ function TemplateForm(props: IProps): JSX.Element {
     profile && !(values.hours > 0 && values.hours <= profile.max_hours)
       ? `Hours: between 0 and ${profile.max_hours} for ${profile.display_name}`
       : undefined;
+  const projectError = values.project === '' || NAME_RULE.test(values.project) ? undefined : `Project: use ${NAME_RULE_TEXT}`;
+  /** "default" is what the server takes when none is given: older servers know no `project` */
+  const projectPart = values.project && values.project !== DEFAULT_PROJECT ? { project: values.project } : {};
 
   const update = (change: Partial<IFormValues>) => {
     setValues(v => ({ ...v, ...change }));
@@ -208,7 +230,7 @@ function TemplateForm(props: IProps): JSX.Element {
     if (field.startsWith('params.')) {
       setParamErrors(paramsErrorSchema(field, e.message));
       setErrors({ form: e.message });
-    } else if (field === 'name' || field === 'profile' || field === 'hours') {
+    } else if (field === 'name' || field === 'profile' || field === 'hours' || field === 'project') {
       setErrors({ [field]: e.message, form: e.message });
     } else if (searching && field) {
       setSearchErrors({ [searchErrorField(field, searchFields)]: e.message });
@@ -235,14 +257,14 @@ function TemplateForm(props: IProps): JSX.Element {
       check: checkValue
     });
     setSearchErrors(found);
-    if (nameError || hoursError || schemaErrors.length > 0 || !request) {
+    if (nameError || hoursError || projectError || schemaErrors.length > 0 || !request) {
       setErrors({ form: found.search ?? 'Correct the fields marked in red first.' });
       return;
     }
     setBusy(true);
     setErrors({});
     try {
-      const answer = await postJSON<IExperiment>('experiments', request);
+      const answer = await postJSON<IExperiment>('experiments', { ...request, ...projectPart });
       setExperiment(answer);
       props.onExperiment?.(answer);
     } catch (error) {
@@ -258,14 +280,14 @@ function TemplateForm(props: IProps): JSX.Element {
     }
     // the schema's own checks, without the server's last complaint (extraErrors)
     const schemaErrors = validator.validateFormData(values.params, schema).errors;
-    if (nameError || hoursError || schemaErrors.length > 0) {
+    if (nameError || hoursError || projectError || schemaErrors.length > 0) {
       setErrors({ form: 'Correct the fields marked in red first.' });
       return;
     }
     setBusy(true);
     setErrors({});
     try {
-      const body = { name: values.name, params: values.params, profile: values.profile, hours: values.hours };
+      const body = { name: values.name, params: values.params, profile: values.profile, hours: values.hours, ...projectPart };
       const job = rerunOf
         ? await postJSON<IJob>(`jobs/${encodeURIComponent(rerunOf)}/rerun`, body)
         : await postJSON<IJob>('jobs', { template: template.id, ...body });
@@ -326,6 +348,28 @@ function TemplateForm(props: IProps): JSX.Element {
         />
         <div className="jp-clusterlab-help" id="clusterlab-job-name-help">Use {NAME_RULE_TEXT}.</div>
         {(nameError || errors.name) && <div className="jp-clusterlab-error">{errors.name ?? nameError}</div>}
+      </div>
+
+      <div className="jp-clusterlab-field" data-field="project">
+        <label htmlFor="clusterlab-job-project">Project</label>
+        <input
+          id="clusterlab-job-project"
+          className="jp-mod-styled jp-clusterlab-project-input"
+          list="clusterlab-job-projects"
+          aria-describedby="clusterlab-job-project-help"
+          value={values.project}
+          onFocus={() => void props.projects?.refresh()}
+          onChange={e => update({ project: e.target.value })}
+        />
+        <datalist id="clusterlab-job-projects">
+          {(props.projects?.names ?? []).map(name => (
+            <option key={name} value={name} />
+          ))}
+        </datalist>
+        <div className="jp-clusterlab-help" id="clusterlab-job-project-help">
+          {searching ? 'Its trials are' : 'It is'} listed under this project (a new name makes a new project).
+        </div>
+        {(projectError || errors.project) && <div className="jp-clusterlab-error">{errors.project ?? projectError}</div>}
       </div>
 
       <fieldset className="jp-clusterlab-field jp-clusterlab-profiles" data-field="profile">
@@ -480,7 +524,9 @@ export class TemplateFormWidget extends ReactWidget {
 /** Fetch what the form needs, with the template's defaults (or a job's values for a rerun). */
 export async function formOptions(
   templateId: string,
-  rerun: IJob | null
+  rerun: IJob | null,
+  /** the project a new job goes in unless the user changes it (the Jobs panel's filter) */
+  project: string | null = null
 ): Promise<{ template: ITemplate; profiles: IProfile[]; initial: IFormValues }> {
   const [template, answer] = await Promise.all([
     requestAPI<ITemplate>(`templates/${encodeURIComponent(templateId)}`),
@@ -496,7 +542,19 @@ export async function formOptions(
   }
   const preferred = profiles.find(p => p.id === answer.default.id) ?? profiles[0];
   const initial: IFormValues = rerun
-    ? { name: `${rerun.name}_rerun`.slice(0, 100), params: { ...rerun.params }, profile: rerun.profile, hours: rerun.hours }
-    : { name: defaultJobName(template), params: defaults, profile: preferred?.id ?? '', hours: preferred?.default_hours ?? 1 };
+    ? {
+        name: `${rerun.name}_rerun`.slice(0, 100),
+        params: { ...rerun.params },
+        profile: rerun.profile,
+        hours: rerun.hours,
+        project: rerun.project ?? DEFAULT_PROJECT
+      }
+    : {
+        name: defaultJobName(template),
+        params: defaults,
+        profile: preferred?.id ?? '',
+        hours: preferred?.default_hours ?? 1,
+        project: project ?? DEFAULT_PROJECT
+      };
   return { template, profiles, initial };
 }

@@ -1,0 +1,50 @@
+/**
+ * How sizes, counts, times and digests read in the panels: "12.3 MB",
+ * "2,000 files", "2026-05-01 14:03", "1a2b3c4d".
+ */
+
+/** Decimal units, as disks are sold and `du --si` prints them. */
+export function formatBytes(bytes: number): string {
+  if (!Number.isFinite(bytes) || bytes < 0) {
+    return '';
+  }
+  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit++;
+  }
+  const digits = unit === 0 || value >= 100 ? 0 : value >= 10 ? 1 : 2;
+  return `${value.toFixed(digits).replace(/\.0+$|(\.\d*[1-9])0+$/, '$1')} ${units[unit]}`;
+}
+
+/** "1 file", "2,000 files" */
+export function formatFiles(count: number): string {
+  return `${count.toLocaleString('en-US')} file${count === 1 ? '' : 's'}`;
+}
+
+/** An ISO time in the browser's zone, to the minute: "2026-05-01 14:03". */
+export function formatTime(iso: string | null | undefined): string {
+  if (!iso) {
+    return '';
+  }
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) {
+    return iso;
+  }
+  const pad = (n: number) => String(n).padStart(2, '0');
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())} ${pad(date.getHours())}:${pad(date.getMinutes())}`;
+}
+
+/** "sha256:1a2b3c4d…" -> "1a2b3c4d": enough to tell versions apart at a glance. */
+export function shortDigest(digest: string | null | undefined): string {
+  return (digest ?? '').replace(/^sha256:/, '').slice(0, 8);
+}
+
+/** The dataset name rule (service.check_name): a folder's name made to fit it. */
+export function datasetNameFor(folder: string): string {
+  const base = folder.replace(/\/+$/, '').split('/').pop() ?? '';
+  const name = base.replace(/[^A-Za-z0-9_]+/g, '_').replace(/^_+|_+$/g, '').slice(0, 100);
+  return name || 'dataset';
+}

@@ -11,7 +11,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
+import re
 import time
+from pathlib import Path, PurePosixPath
+from urllib.parse import quote
 
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
@@ -19,12 +23,25 @@ from tornado import web
 from . import gpus
 from .experiments.service import ExperimentService
 from .openapi import openapi_document
-from .service import JobError, JobService
+from .service import JobError, JobService, check_name
 from .tensorboard import TensorBoardManager
 
 MAX_BODY_BYTES = 256 * 1024
 FOLLOW_SECONDS = 20
 MAX_INT = 2**63 - 1
+FILE_CHUNK_BYTES = 512 * 1024
+
+# what a dataset's file is served as: pictures and tables the lab shows, plain text for the rest it reads;
+# anything else (html, svg, javascript...) is bytes to save, never a page the browser would run
+FILE_TYPES = {
+    ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif", ".webp": "image/webp",
+    ".bmp": "image/bmp",
+    ".csv": "text/csv; charset=utf-8", ".tsv": "text/tab-separated-values; charset=utf-8",
+    **{suffix: "text/plain; charset=utf-8"
+       for suffix in (".txt", ".md", ".log", ".json", ".jsonl", ".yaml", ".yml", ".py", ".cfg", ".ini", ".toml")},
+}
+OCTET_STREAM = "application/octet-stream"
+VERSION_RULE = re.compile(r"^[0-9]{1,18}$")
 
 
 def json_errors(method):
@@ -55,6 +72,11 @@ class ClusterLabHandler(APIHandler):
             return json.loads(self.request.body or b"{}")
         except ValueError:
             raise JobError(400, "the body is not valid JSON") from None
+
+    def name_argument(self, name: str) -> str | None:
+        """An optional query argument that follows the name rule (``?project=``); None when absent."""
+        value = self.get_query_argument(name, None)
+        return None if value is None else check_name(value, name)
 
     def int_argument(self, name: str, default: int) -> int:
         value = self.get_query_argument(name, str(default))
@@ -127,6 +149,7 @@ class JobsHandler(ClusterLabHandler):
         jobs, total = self.service.list(
             status=self.get_query_argument("status", None),
             template=self.get_query_argument("template", None),
+            project=self.name_argument("project"),
             limit=self.int_argument("limit", 100),
             offset=self.int_argument("offset", 0),
         )
@@ -198,7 +221,7 @@ class ExperimentsHandler(ExperimentsBase):
     async def get(self):
         await self.fresh()
         experiments, total = self.experiments.list(
-            status=self.get_query_argument("status", None),
+            status=self.get_query_argument("status", None), project=self.name_argument("project"),
             limit=self.int_argument("limit", 100), offset=self.int_argument("offset", 0),
         )
         self.reply({"experiments": experiments, "total": total})
@@ -290,6 +313,148 @@ class TensorBoardHandler(ClusterLabHandler):
         self.reply(await self.tensorboard.stop())
 
 
+class DatasetsBase(ClusterLabHandler):
+    """Datasets: versions reading and hashing files, so every call runs off the event loop."""
+
+    @property
+    def datasets(self):  # DatasetService
+        return self.service.datasets
+
+    @staticmethod
+    def dataset_name(name: str) -> str:
+        return check_name(name, "name")
+
+    @staticmethod
+    def version_number(version: str) -> int:
+        """A version in the URL: 1, 2, 3...; anything else is a 400 naming it."""
+        if not VERSION_RULE.match(version) or int(version) < 1:
+            raise JobError(400, "version must be a whole number from 1 up", "version")
+        return int(version)
+
+
+class DatasetsHandler(DatasetsBase):
+    @web.authenticated
+    @json_errors
+    async def get(self):
+        project = self.name_argument("project")
+        self.reply({"datasets": await asyncio.to_thread(self.datasets.list, project=project)})
+
+    @web.authenticated
+    @json_errors
+    async def post(self):
+        version = await asyncio.to_thread(self.datasets.create, self.body())
+        self.set_header("Location", f"{self.request.path.rstrip('/')}/{version['name']}/{version['version']}")
+        self.reply(version, 201)
+
+
+class DatasetHandler(DatasetsBase):
+    @web.authenticated
+    @json_errors
+    async def get(self, name):
+        self.reply(await asyncio.to_thread(self.datasets.get, self.dataset_name(name)))
+
+
+class DatasetVersionHandler(DatasetsBase):
+    @web.authenticated
+    @json_errors
+    async def get(self, name, version):
+        """The version, and which jobs used it."""
+        name, number = self.dataset_name(name), self.version_number(version)
+        self.reply(await asyncio.to_thread(self.datasets.version, name, number))
+
+    @web.authenticated
+    @json_errors
+    async def delete(self, name, version):
+        name, number = self.dataset_name(name), self.version_number(version)
+        await asyncio.to_thread(self.datasets.delete, name, number)
+        self.set_status(204)
+        self.finish()
+
+
+class DatasetManifestHandler(DatasetsBase):
+    @web.authenticated
+    @json_errors
+    async def get(self, name, version):
+        name, number = self.dataset_name(name), self.version_number(version)
+        self.reply(await asyncio.to_thread(self.datasets.manifest, name, number))
+
+
+class DatasetPreviewHandler(DatasetsBase):
+    @web.authenticated
+    @json_errors
+    async def get(self, name, version):
+        """The first pictures and the first rows of the first table, for the datasets panel."""
+        name, number = self.dataset_name(name), self.version_number(version)
+        self.reply(await asyncio.to_thread(self.datasets.preview, name, number))
+
+
+def file_type(path: str) -> str:
+    """The Content-Type a dataset's file is served with (by its extension, see FILE_TYPES)."""
+    return FILE_TYPES.get(PurePosixPath(path).suffix.lower(), OCTET_STREAM)
+
+
+def check_file_path(path: str) -> str:
+    """A file's path inside a version, as the URL gives it: relative, no ``..``, nothing odd.
+
+    DatasetService.file() resolves it inside the version too; this refuses the obvious
+    escapes before any file is looked at.
+    """
+    parts = path.split("/")
+    if (not path or path.startswith("/") or "\\" in path or "\x00" in path
+            or any(part in ("", ".", "..") for part in parts)):
+        raise JobError(404, f"no file {path[:200]!r} in this version", "path")
+    return path
+
+
+class DatasetFileHandler(DatasetsBase):
+    @web.authenticated
+    @json_errors
+    async def get(self, name, version, path):
+        """One file of a version, streamed; never served as a page (nosniff, no html)."""
+        name, number, path = self.dataset_name(name), self.version_number(version), check_file_path(path)
+        found: Path = await asyncio.to_thread(self.datasets.file, name, number, path)
+        try:
+            handle = await asyncio.to_thread(open, found, "rb")
+        except OSError:
+            raise JobError(404, f"no file {path[:200]!r} in {name}:{number}", "path") from None
+        with handle:
+            kind = file_type(path)
+            self.set_header("Content-Type", kind)
+            self.set_header("X-Content-Type-Options", "nosniff")
+            self.set_header("Content-Length", str(await asyncio.to_thread(lambda: os.fstat(handle.fileno()).st_size)))
+            disposition = "inline" if kind != OCTET_STREAM else "attachment"
+            self.set_header("Content-Disposition", f"{disposition}; filename*=UTF-8''{quote(PurePosixPath(path).name)}")
+            while chunk := await asyncio.to_thread(handle.read, FILE_CHUNK_BYTES):
+                self.write(chunk)
+                await self.flush()
+        # APIHandler.finish would set JSON over the file's type
+        self.finish(set_content_type=kind)
+
+
+class ProjectsBase(ClusterLabHandler):
+    @property
+    def projects(self):  # ProjectService
+        return self.settings["clusterlab_projects"]
+
+
+class ProjectsHandler(ProjectsBase):
+    @web.authenticated
+    @json_errors
+    async def get(self):
+        """Every project with its counts of jobs, experiments and datasets ("default" always)."""
+        await self.fresh()
+        self.reply({"projects": await asyncio.to_thread(self.projects.list)})
+
+
+class ProjectHandler(ProjectsBase):
+    @web.authenticated
+    @json_errors
+    async def get(self, name):
+        """A project's page: its jobs (with who used their outputs), experiments and datasets."""
+        await self.fresh()
+        self.reply(await asyncio.to_thread(self.projects.get, check_name(name, "name")))
+
+
 class OpenAPIHandler(ClusterLabHandler):
     @web.authenticated
     def get(self):
@@ -299,6 +464,7 @@ class OpenAPIHandler(ClusterLabHandler):
 def handlers(base: str) -> list[tuple]:
     job = r"(?P<job_id>[^/]+)"
     experiment = r"(?P<experiment_id>[^/]+)"
+    dataset = r"(?P<name>[^/]+)/(?P<version>[^/]+)"
     return [
         (f"{base}/templates", TemplatesHandler),
         (f"{base}/templates/(?P<template_id>[^/]+)", TemplateHandler),
@@ -314,6 +480,14 @@ def handlers(base: str) -> list[tuple]:
         (f"{base}/experiments/{experiment}/resume", ExperimentResumeHandler),
         (f"{base}/experiments/{experiment}/rerun-best", ExperimentRerunBestHandler),
         (f"{base}/experiments/{experiment}/trials.csv", ExperimentCSVHandler),
+        (f"{base}/datasets", DatasetsHandler),
+        (f"{base}/datasets/(?P<name>[^/]+)", DatasetHandler),
+        (f"{base}/datasets/{dataset}", DatasetVersionHandler),
+        (f"{base}/datasets/{dataset}/manifest", DatasetManifestHandler),
+        (f"{base}/datasets/{dataset}/preview", DatasetPreviewHandler),
+        (f"{base}/datasets/{dataset}/files/(?P<path>.+)", DatasetFileHandler),
+        (f"{base}/projects", ProjectsHandler),
+        (f"{base}/projects/(?P<name>[^/]+)", ProjectHandler),
         (f"{base}/tensorboard", TensorBoardHandler),
         (f"{base}/gpus", GPUsHandler),
         (f"{base}/openapi.json", OpenAPIHandler),

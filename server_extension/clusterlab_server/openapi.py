@@ -77,6 +77,41 @@ PROFILE = {
     },
 }
 
+NAME = {"type": "string", "pattern": NAME_RULE.pattern, "maxLength": 100}
+PROJECT_NAME = {**NAME, "description": "the project it belongs to (default: default)"}
+DIGEST = {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$",
+          "description": "sha256 of the manifest's files list: the same digest, the same files"}
+
+INPUT_ENTRY = {
+    "oneOf": [
+        {"type": "object", "required": ["dataset"], "additionalProperties": False,
+         "description": "a version of a dataset (absent: the latest, pinned when the job is submitted)",
+         "properties": {"dataset": NAME, "version": {"type": "integer", "minimum": 1},
+                        "as": {**NAME, "description": "the folder it is seen in: input/<as> (default: its name)"}}},
+        {"type": "object", "required": ["job"], "additionalProperties": False,
+         "description": "an ended job's output/ (frozen the first time it is an input)",
+         "properties": {"job": {"type": "string"},
+                        "as": {**NAME, "description": "the folder it is seen in: input/<as> (default: the job's "
+                                                      "name)"}}},
+    ],
+}
+INPUTS = {"type": "array", "maxItems": 16, "items": INPUT_ENTRY,
+          "description": "dataset versions and earlier jobs' outputs, seen read-only at <job folder>/input/<as>"}
+
+RESOLVED_INPUT = {
+    "type": "object",
+    "required": ["as", "digest", "files", "bytes", "path"],
+    "description": "an input as the job got it: pinned by number and digest",
+    "properties": {
+        "as": {"type": "string"},
+        "dataset": {"type": "string"}, "version": {"type": "integer"}, "shared": {"type": "boolean"},
+        "job": {"type": "string"}, "job_name": {"type": "string"},
+        "digest": DIGEST, "files": {"type": "integer"}, "bytes": {"type": "integer"},
+        "path": {"type": "string", "description": "where its files are (read-only)"},
+        "param": {"type": "string", "description": "the parameter that named it (its value in params is the ref)"},
+    },
+}
+
 JOB = {
     "type": "object",
     "required": ["id", "name", "template", "params", "profile", "hours", "status", "submit_time", "progress",
@@ -114,6 +149,8 @@ JOB = {
         "restart_history": {"type": "array", "items": {
             "type": "object", "required": ["time", "reason"],
             "properties": {"time": {"type": "string", "format": "date-time"}, "reason": {"type": "string"}}}},
+        "project": {"type": "string"},
+        "inputs": {"type": "array", "items": RESOLVED_INPUT},
     },
 }
 
@@ -149,6 +186,8 @@ EXPERIMENT_REQUEST = {
         "max_restarts": {"type": "integer", "minimum": 0, "maximum": 20},
         "profile": {"type": "string"},
         "hours": {"type": "number", "exclusiveMinimum": 0},
+        "inputs": {**INPUTS, "description": "every trial's inputs (dataset versions pinned when it is created)"},
+        "project": PROJECT_NAME,
     },
 }
 
@@ -187,6 +226,8 @@ EXPERIMENT = {
             "model_path": {"type": ["string", "null"]}}},
         "controller": {"type": ["object", "null"]},
         "trials": {"type": "array", "items": TRIAL},
+        "project": {"type": "string"},
+        "inputs": {"type": "array", "items": RESOLVED_INPUT},
     },
 }
 
@@ -221,6 +262,8 @@ SUBMIT = {
         "hours": {"type": "number", "exclusiveMinimum": 0},
         "max_restarts": {"type": "integer", "minimum": 0, "maximum": 20,
                          "description": "restarts after ends not its own (a kill, a node failure); default 5"},
+        "inputs": INPUTS,
+        "project": PROJECT_NAME,
     },
 }
 
@@ -233,8 +276,125 @@ RERUN = {
         "params": {"type": "object", "description": "changed parameters; the others are the original job's"},
         "profile": {"type": "string", "description": "another size, not impossible here (else 400); absent: "
                     "the original job's, which must still be able to run here"},
+        "inputs": {**INPUTS, "description": "replaces the original job's inputs; absent: the same versions"},
     },
 }
+
+DATASET_REQUEST = {
+    "type": "object",
+    "required": ["name", "folder"],
+    "additionalProperties": False,
+    "properties": {
+        "name": NAME,
+        "folder": {"type": "string", "description": "workspace-relative or absolute, inside the user's roots; "
+                                                    "its files become the new version"},
+        "description": {"type": "string", "maxLength": 2000},
+        "project": PROJECT_NAME,
+    },
+}
+
+USED_BY = {
+    "type": "array",
+    "description": "every job that had it among its inputs, and under which name",
+    "items": {"type": "object", "required": ["id", "name", "status", "as"],
+              "properties": {"id": {"type": "string"}, "name": {"type": "string"},
+                             "status": {"type": "string", "enum": list(STATUSES)}, "as": {"type": "string"}}},
+}
+
+VERSION = {
+    "type": "object",
+    "required": ["name", "version", "digest", "files", "bytes", "new_bytes", "created", "creator", "description",
+                 "project", "shared", "source", "path"],
+    "properties": {
+        "name": {"type": "string"},
+        "version": {"type": "integer", "minimum": 1},
+        "digest": DIGEST,
+        "files": {"type": "integer", "description": "how many files"},
+        "bytes": {"type": "integer", "description": "their size in all"},
+        "new_bytes": {"type": "integer", "description": "what this version stored anew (unchanged files cost "
+                                                       "nothing)"},
+        "created": {"type": "string", "format": "date-time"},
+        "creator": {"type": "string", "description": "the Unix user who made it"},
+        "description": {"type": "string"},
+        "project": {"type": "string"},
+        "shared": {"type": "boolean", "description": "a site dataset (read-only to users)"},
+        "source": {"type": "string", "description": "the folder it was made from"},
+        "path": {"type": "string", "description": "where its files are (read-only)"},
+        "used_by": USED_BY,
+    },
+}
+
+DATASET = {
+    "type": "object",
+    "required": ["name", "shared", "description", "project", "latest", "versions"],
+    "properties": {
+        "name": {"type": "string"},
+        "shared": {"type": "boolean"},
+        "description": {"type": "string"},
+        "project": {"type": "string"},
+        "latest": {"type": "integer", "description": "the newest version's number"},
+        "versions": {"type": "array", "items": {"$ref": "#/components/schemas/DatasetVersion"},
+                     "description": "newest first"},
+    },
+}
+
+MANIFEST = {
+    "type": "object",
+    "required": ["name", "version", "created", "creator", "description", "project", "source", "count", "bytes",
+                 "digest", "files"],
+    "properties": {
+        "name": {"type": "string"}, "version": {"type": "integer"},
+        "created": {"type": "string", "format": "date-time"}, "creator": {"type": "string"},
+        "description": {"type": "string"}, "project": {"type": "string"}, "source": {"type": "string"},
+        "count": {"type": "integer"}, "bytes": {"type": "integer"}, "digest": DIGEST,
+        "files": {"type": "array", "description": "sorted by path", "items": {
+            "type": "object", "required": ["path", "size", "sha256"],
+            "properties": {"path": {"type": "string", "description": "posix, relative to the version's files/"},
+                           "size": {"type": "integer"}, "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}}},
+    },
+}
+
+PREVIEW = {
+    "type": "object",
+    "required": ["images", "table"],
+    "properties": {
+        "images": {"type": "array", "description": "the first pictures by path (png, jpg, gif, webp)", "items": {
+            "type": "object", "required": ["path", "size"],
+            "properties": {"path": {"type": "string"}, "size": {"type": "integer"}}}},
+        "table": {"type": ["object", "null"], "description": "the first rows of the first .csv or .tsv; null: none",
+                  "required": ["path", "header", "rows"],
+                  "properties": {"path": {"type": "string"}, "header": {"type": "array", "items": {"type": "string"}},
+                                 "rows": {"type": "array", "maxItems": 5,
+                                          "items": {"type": "array", "items": {"type": "string"}}}}},
+    },
+}
+
+PROJECT_SUMMARY = {
+    "type": "object",
+    "required": ["name", "jobs", "experiments", "datasets"],
+    "properties": {"name": {"type": "string"}, "jobs": {"type": "integer"}, "experiments": {"type": "integer"},
+                   "datasets": {"type": "integer"}},
+}
+
+PROJECT = {
+    "type": "object",
+    "required": ["name", "jobs", "experiments", "datasets"],
+    "properties": {
+        "name": {"type": "string"},
+        "jobs": {"type": "array", "items": {"allOf": [
+            {"$ref": "#/components/schemas/Job"},
+            {"type": "object", "required": ["used_by"], "properties": {"used_by": {
+                "type": "array", "items": {"type": "string"},
+                "description": "the ids of the jobs whose inputs name this job"}}},
+        ]}},
+        "experiments": {"type": "array", "items": {"$ref": "#/components/schemas/Experiment"}},
+        "datasets": {"type": "array", "items": {"$ref": "#/components/schemas/Dataset"}},
+    },
+}
+
+# what a dataset's file is served as (handlers.FILE_TYPES); the rest is application/octet-stream
+FILE_CONTENT_TYPES = ["image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp", "text/csv",
+                      "text/tab-separated-values", "text/plain", "application/octet-stream"]
 
 TENSORBOARD_REQUEST = {
     "type": "object",
@@ -268,39 +428,56 @@ def _json(schema: dict, description: str) -> dict:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _errors(*codes: int) -> dict:
-    words = {400: "bad input", 404: "not found", 409: "already ended", 413: "too large", 502: "scheduler error"}
-    return {str(code): _json({"$ref": "#/components/schemas/Error"}, words[code]) for code in codes}
+def _errors(*codes: int, **words: str) -> dict:
+    """Error answers; ``e409="in use"`` says what a code means for this operation."""
+    said = {400: "bad input", 404: "not found", 409: "already ended", 413: "too large", 502: "scheduler error",
+            **{int(key[1:]): text for key, text in words.items()}}
+    return {str(code): _json({"$ref": "#/components/schemas/Error"}, said[code]) for code in codes}
 
 
 OFFSET = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
 JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
 EXPERIMENT_ID = {"name": "experiment_id", "in": "path", "required": True, "schema": {"type": "string"}}
+DATASET_NAME = {"name": "name", "in": "path", "required": True, "schema": NAME}
+VERSION_NUMBER = {"name": "version", "in": "path", "required": True,
+                  "schema": {"type": "integer", "minimum": 1, "maximum": 10**18 - 1}}
+PROJECT_FILTER = {"name": "project", "in": "query", "schema": NAME, "description": "only those of this project"}
 
 
 def _with_forbidden(paths: dict) -> dict:
-    """Every operation may also answer jupyter_server's 403 to a request without a valid token."""
+    """Every operation may also answer jupyter_server's 403 to a request without a valid token.
+
+    One whose service refuses with 403 too (a site dataset) documents either body.
+    """
     for item in paths.values():
         for key, operation in item.items():
             if key != "parameters":
-                operation["responses"]["403"] = {"$ref": "#/components/responses/Forbidden"}
+                operation["responses"].setdefault("403", {"$ref": "#/components/responses/Forbidden"})
     return paths
+
+
+def _forbidden_or(description: str) -> dict:
+    return _json({"oneOf": [{"$ref": "#/components/schemas/Error"}, {"$ref": "#/components/schemas/JupyterError"}]},
+                 f"{description}, or no valid token (jupyter_server's answer)")
 
 
 def openapi_document(base_url: str = "/") -> dict:
     job_ref = {"$ref": "#/components/schemas/Job"}
     experiment_ref = {"$ref": "#/components/schemas/Experiment"}
+    version_ref = {"$ref": "#/components/schemas/DatasetVersion"}
+    dataset_ref = {"$ref": "#/components/schemas/Dataset"}
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "ClusterLab job service",
             "version": "1",
-            "description": "Templates, instance sizes and cluster jobs of one user, inside their JupyterLab.",
+            "description": "Templates, instance sizes, cluster jobs, experiments, datasets and projects of one "
+                           "user, inside their JupyterLab.",
         },
         "servers": [{"url": base_url.rstrip("/") + "/clusterlab/api"}],
         "components": {
             "schemas": {"Error": ERROR, "JupyterError": JUPYTER_ERROR, "Job": JOB, "Template": TEMPLATE,
-                        "Experiment": EXPERIMENT},
+                        "Experiment": EXPERIMENT, "Dataset": DATASET, "DatasetVersion": VERSION},
             "responses": {"Forbidden": _json({"$ref": "#/components/schemas/JupyterError"},
                                              "no valid token (jupyter_server's answer)")},
             "securitySchemes": {"token": {"type": "apiKey", "in": "header", "name": "Authorization"}},
@@ -339,6 +516,7 @@ def openapi_document(base_url: str = "/") -> dict:
                     "parameters": [
                         {"name": "status", "in": "query", "schema": {"type": "string", "enum": list(STATUSES)}},
                         {"name": "template", "in": "query", "schema": {"type": "string"}},
+                        PROJECT_FILTER,
                         {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
                         {"name": "offset", "in": "query", "schema": OFFSET},
                     ],
@@ -392,6 +570,7 @@ def openapi_document(base_url: str = "/") -> dict:
                     "parameters": [
                         {"name": "status", "in": "query",
                          "schema": {"type": "string", "enum": ["running", "completed", "failed", "cancelled"]}},
+                        PROJECT_FILTER,
                         {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
                         {"name": "offset", "in": "query", "schema": OFFSET},
                     ],
@@ -435,6 +614,77 @@ def openapi_document(base_url: str = "/") -> dict:
                 "responses": {"200": {"description": "one row per trial",
                                       "content": {"text/csv": {"schema": {"type": "string"}}}},
                               **_errors(404)},
+            }},
+            "/datasets": {
+                "get": {
+                    "summary": "The user's datasets, then the site's, by name",
+                    "parameters": [PROJECT_FILTER],
+                    "responses": {"200": _json({
+                        "type": "object", "required": ["datasets"],
+                        "properties": {"datasets": {"type": "array", "items": dataset_ref}},
+                    }, "datasets, each with its versions"), **_errors(400)},
+                },
+                "post": {
+                    "summary": "Make a new version of a dataset (the first makes the dataset) from a folder's files",
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": DATASET_REQUEST}}},
+                    "responses": {"201": _json(version_ref, "the new version"),
+                                  **_errors(400, 409, 413, e409="a site dataset has that name",
+                                            e413="too large, or over the user's dataset quota")},
+                },
+            },
+            "/datasets/{name}": {"get": {
+                "summary": "A dataset and its versions, newest first", "parameters": [DATASET_NAME],
+                "responses": {"200": _json(dataset_ref, "the dataset"), **_errors(400, 404)},
+            }},
+            "/datasets/{name}/{version}": {
+                "parameters": [DATASET_NAME, VERSION_NUMBER],
+                "get": {"summary": "One version, and the jobs that used it",
+                        "responses": {"200": _json(version_ref, "the version, with used_by"), **_errors(400, 404)}},
+                "delete": {
+                    "summary": "Delete a version (its number is not used again); refused while an unfinished job "
+                               "or experiment has it among its inputs",
+                    "responses": {"204": {"description": "deleted"},
+                                  "403": _forbidden_or("a site dataset, which users cannot delete"),
+                                  **_errors(400, 404, 409, e409="in use by unfinished jobs (named)")},
+                },
+            },
+            "/datasets/{name}/{version}/manifest": {"get": {
+                "summary": "A version's manifest: every file with its size and sha256",
+                "parameters": [DATASET_NAME, VERSION_NUMBER],
+                "responses": {"200": _json(MANIFEST, "manifest.json"), **_errors(400, 404)},
+            }},
+            "/datasets/{name}/{version}/preview": {"get": {
+                "summary": "A version's first pictures and the first rows of its first table",
+                "parameters": [DATASET_NAME, VERSION_NUMBER],
+                "responses": {"200": _json(PREVIEW, "what the datasets panel shows"), **_errors(400, 404)},
+            }},
+            "/datasets/{name}/{version}/files/{path}": {"get": {
+                "summary": "One file of a version. Pictures, tables and text are served as such, anything else "
+                           "(html included) as application/octet-stream, always with nosniff",
+                "parameters": [DATASET_NAME, VERSION_NUMBER,
+                               {"name": "path", "in": "path", "required": True, "schema": {"type": "string"},
+                                "description": "relative to the version's files/, as in its manifest"}],
+                "responses": {
+                    "200": {"description": "the file's bytes",
+                            "headers": {"X-Content-Type-Options": {"required": True,
+                                                                   "schema": {"type": "string", "enum": ["nosniff"]}}},
+                            "content": {kind: {"schema": {"type": "string", "format": "binary"}}
+                                        for kind in FILE_CONTENT_TYPES}},
+                    **_errors(400, 404),
+                },
+            }},
+            "/projects": {"get": {
+                "summary": "The user's projects with their counts of jobs, experiments and datasets",
+                "responses": {"200": _json({
+                    "type": "object", "required": ["projects"],
+                    "properties": {"projects": {"type": "array", "items": PROJECT_SUMMARY,
+                                                "description": "default is always there"}},
+                }, "projects")},
+            }},
+            "/projects/{name}": {"get": {
+                "summary": "A project's jobs (each with the jobs that used its output), experiments and datasets",
+                "parameters": [{**DATASET_NAME, "description": "the project's name"}],
+                "responses": {"200": _json(PROJECT, "the project"), **_errors(400, 404)},
             }},
             "/gpus": {"get": {
                 "summary": "The GPUs granted to this server and their use",

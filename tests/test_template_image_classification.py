@@ -4,12 +4,15 @@ On the demo shapes (circles, squares, triangles), small and short enough for a
 2-core CPU: training learns them and writes its metrics, TensorBoard events,
 checkpoint and model; inference classifies a folder with that model; a killed
 training started again in place continues from its checkpoint; bad data sets
-are refused or fail fast with a message naming the problem.
+are refused or fail fast with a message naming the problem. Inputs as the job
+service mounts them (a dataset version, an earlier job's output, or a folder
+made read-only) are read and never written.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 import time
 from pathlib import Path
@@ -19,7 +22,16 @@ import pytest
 pytest.importorskip("torch")
 
 from clusterlab_server.service import JobError  # noqa: E402
-from template_jobs import kill_after_epochs, make_service, metrics, rerun_in_place, run, wait_final  # noqa: E402
+from template_jobs import (  # noqa: E402
+    kill_after_epochs,
+    make_service,
+    metrics,
+    read_only,
+    rerun_in_place,
+    run,
+    unchanged,
+    wait_final,
+)
 
 TRAIN, INFER = "image-classification-train", "image-classification-infer"
 PROFILE = "cpu-small"  # one core: what this suite's 2-core machines can give honestly
@@ -88,6 +100,63 @@ def test_inference_classifies_every_image_of_a_folder(service, trained, demo_dat
     assert all(0 < float(row["confidence"]) <= 1 for row in rows)
     right = sum(row["class"] == row["file"].split("/")[0] for row in rows)
     assert right / len(rows) >= 0.9, rows
+
+
+def read_predictions(job) -> list[dict]:
+    with open(Path(job.folder) / "output" / "predictions.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_inference_takes_a_read_only_folder_holding_the_model(service, trained, demo_data):
+    """The model as an earlier job's output is mounted: a folder (its model.pt is used), read-only."""
+    model, images = demo_data / "read-only" / "ic-model", demo_data / "read-only" / "ic-images"
+    if not model.exists():
+        shutil.copytree(Path(trained.folder) / "output", model)
+        shutil.copytree(demo_data / "demo/shapes/val", images)
+    with read_only(model, images):
+        job = run(service, INFER, {"model": "read-only/ic-model", "input": "read-only/ic-images"}, profile=PROFILE)
+    log = log_of(service, job)
+    assert job.status == "completed", log[-3000:]
+    assert "with read-only/ic-model/model.pt" in log
+    rows = read_predictions(job)
+    assert sorted(row["file"] for row in rows) == sorted(p.relative_to(images).as_posix()
+                                                         for p in images.rglob("*.png"))
+    assert sum(row["class"] == row["file"].split("/")[0] for row in rows) / len(rows) >= 0.9
+
+
+def test_training_takes_a_dataset_version_and_starts_from_an_earlier_job(service, trained):
+    version = service.datasets.create({"name": "shapes", "folder": "demo/shapes"})
+    frozen = service.datasets.resolve_input({"job": trained.id}, "weights")  # what the job will mount
+    with unchanged(Path(version["path"]), Path(frozen["path"])):
+        job = run(service, TRAIN, {**FAST, "epochs": 1, "learning_rate": 0.0001, "dataset": "shapes",
+                                   "weights": f"job:{trained.id}"}, profile=PROFILE)
+    log = log_of(service, job)
+    assert job.status == "completed", log[-3000:]
+    # the record keeps the pinned references; the code got the mounted folders
+    assert (job.params["dataset"], job.params["weights"]) == ("shapes:1", f"job:{trained.id}")
+    given = json.loads((Path(job.folder) / "params.json").read_text())
+    assert given["dataset"] == str(Path(job.folder) / "input" / "dataset")
+    assert given["weights"] == str(Path(job.folder) / "input" / "weights")
+    assert f"initial weights: job:{trained.id}/model.pt" in log
+    assert metrics(job)[0]["metrics"]["val_accuracy"] >= 0.9  # one short epoch: it started from what it knew
+
+
+@pytest.mark.parametrize("key", ["model", "weights"])
+def test_a_folder_without_a_model_fails_fast_naming_the_parameter(service, demo_data, key):
+    folder = demo_data / "read-only" / "no-model"
+    if not folder.exists():  # an output without model.pt, as a training killed before its end leaves
+        (folder / "checkpoints").mkdir(parents=True)
+        (folder / "metrics.jsonl").write_text("")
+    params = ({"model": "read-only/no-model", "input": "demo/shapes/val"} if key == "model"
+              else {**FAST, "weights": "read-only/no-model"})
+    started = time.monotonic()
+    with read_only(folder):
+        job = run(service, INFER if key == "model" else TRAIN, params, name="nomodel", profile=PROFILE)
+    log = log_of(service, job)
+    assert job.status == "failed", log
+    assert f"error: {key}: read-only/no-model holds no model.pt (it has checkpoints/, metrics.jsonl)" in log, log
+    assert "Traceback" not in log and not metrics(job), log
+    assert time.monotonic() - started < 20
 
 
 def test_training_can_start_from_user_supplied_weights(service, trained, demo_data):

@@ -3,8 +3,10 @@
 Writes ``predictions.csv`` (file, class, confidence) in the job's output folder,
 one row per image, ``file`` relative to the input folder. The model is the
 ``model.pt`` of an ``image-classification-train`` job: it holds the weights, the
-class names, the image size and the model size. Bad input is reported before
-``import torch``.
+class names, the image size and the model size. ``model`` may name that job
+(``job:<id>``: its output is mounted read-only, and its model.pt is used), a
+folder holding a model.pt, or the file; ``input`` a dataset or a folder. Nothing
+is written next to either. Bad input is reported before ``import torch``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ sys.path.insert(0, str(TRAIN))  # the model and the image reading are the traini
 
 from clusterlab_server.training import TrainingJob, fail, inference_inputs  # noqa: E402
 from data import ImageFiles  # noqa: E402
+from job_inputs import file_in, given_as  # noqa: E402
 
 
 def load_model(path: Path, shown: str):
@@ -43,12 +46,15 @@ def main() -> None:
     job = TrainingJob.from_environment()
     params = job.params
     batch_size = int(params.get("batch_size") or 64)
+    # a folder (an earlier job's output, mounted read-only) holding model.pt, or the file itself
+    model_file, model_shown = file_in(job, "model", "model.pt", "image-classification-train")
+    params["model"] = str(model_file)
     model_path, folder, files = inference_inputs(job, "image-classification-train")
 
     import torch
 
     device = job.device
-    model, classes, size = load_model(model_path, str(params["model"]))
+    model, classes, size = load_model(model_path, model_shown)
     cuda = device.type == "cuda"
     model.to(device)
     model.to(memory_format=torch.channels_last)  # NHWC convolutions: faster on GPUs and CPUs alike
@@ -57,8 +63,8 @@ def main() -> None:
     workers = job.loader_workers()
     loader = torch.utils.data.DataLoader(
         ImageFiles(files, [0] * len(files), size), batch_size=batch_size, num_workers=workers, pin_memory=cuda)
-    print(f"classifying {len(files)} images from {params['input']} into {len(classes)} classes "
-          f"({', '.join(classes)}) on {device}, {size}x{size}", flush=True)
+    print(f"classifying {len(files)} images from {given_as(job, 'input')} with {model_shown} into "
+          f"{len(classes)} classes ({', '.join(classes)}) on {device}, {size}x{size}", flush=True)
 
     predicted, confidences = [], []
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.float16, enabled=job.amp):

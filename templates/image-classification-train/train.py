@@ -12,6 +12,10 @@ Runs in the job's output folder and writes there:
 - ``model.pt``: the trained model (state_dict, class names, image size, model
   size): all that ``image-classification-infer`` needs.
 
+``dataset`` and ``weights`` may be inputs the job service mounted read-only (a
+dataset version, an earlier job's output: see job_inputs.py): nothing is written
+next to them.
+
 Bad input is reported before ``import torch``.
 """
 
@@ -28,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from clusterlab_server.training import TrainingJob, fail  # noqa: E402
 from data import DatasetError, ImageFiles, check_dataset  # noqa: E402
+from job_inputs import file_in, given_as  # noqa: E402
 
 DEFAULTS = {"epochs": 10, "batch_size": 32, "learning_rate": 0.001, "image_size": 64, "model_size": "small",
             "optimizer": "adamw", "seed": 0, "weights": None, "num_workers": None}
@@ -115,12 +120,12 @@ def main() -> None:
     if "dataset" not in job.params:
         fail("no dataset given: set dataset to a folder with train/<class>/ and val/<class>/ image folders")
     try:
-        data = check_dataset(job.path("dataset"), shown_as=str(job.params["dataset"]), workers=max(2, job.cpus))
+        data = check_dataset(job.path("dataset"), shown_as=given_as(job, "dataset"), workers=max(2, job.cpus))
     except DatasetError as e:
         fail(str(e))
-    weights = job.path("weights") if p["weights"] else None
-    if weights is not None and not weights.is_file():
-        fail(f"the initial weights {p['weights']} are not a file")
+    weights, weights_shown = None, ""
+    if p["weights"]:  # an earlier job of this template (its output: model.pt in it), a model.pt or a state_dict
+        weights, weights_shown = file_in(job, "weights", "model.pt", "image-classification-train")
 
     import torch
     import torch.nn.functional as F
@@ -182,7 +187,7 @@ def main() -> None:
         epoch, step = state["epoch"], state["step"]
         restore_random_states(state["rng"], sampler_generator)
     elif weights is not None:
-        load_initial_weights(model, weights, str(p["weights"]), p["model_size"])
+        load_initial_weights(model, weights, weights_shown, p["model_size"])
     writer = job.tensorboard(resume_step=step + 1)  # drops events a killed run wrote after its checkpoint
 
     print(f"{len(data.train.files)} training and {len(data.val.files)} validation images, "

@@ -24,7 +24,7 @@ from sqlalchemy.exc import OperationalError
 
 from ..service import JobError, JobService, check_name, check_project
 from ..store import FINAL, Job, utcnow
-from .store import DatasetStore, Refused, scan
+from .store import DatasetStore, Refused
 
 MAX_DESCRIPTION = 2000
 MAX_PREVIEW = 100
@@ -109,10 +109,7 @@ class DatasetService:
     def _stage(self, store: DatasetStore, folder: Path, cache: dict, room: int | None, field: str):
         skip = {os.path.realpath(s.root) for s in (self.own, self.site)}
         try:
-            files = scan(folder, skip)
-            if not files:
-                raise Refused(f"{folder} holds no files")
-            return store.stage(files, cache, room)
+            return store.stage(folder, cache, room, skip)
         except Refused as e:
             raise JobError(413 if e.quota else 400, f"{field}: {e.message}", field) from None
 

@@ -1,0 +1,127 @@
+"""Dataset benchmarks, each measured side by side with its baseline in one run.
+
+1. A new version after a small change: version 1 of a 2,000-file folder of images (~100 KB each, PNGs of
+   noise and gradients: as incompressible as photographs), then 20 of them changed and version 2 made.
+   Goals: version 2 takes <= 0.05 of version 1's time, and <= 0.05 of the dataset's bytes in extra disk
+   (st_blocks of every file and folder new under the store, the version's folders included; beside it,
+   how much the whole store grew).
+
+Runs anywhere (no Slurm, no server); the folder and the store lie on one file system, as a user's home
+and ``~/.clusterlab/datasets`` do.
+
+    .venv/bin/python tests/benchmarks/datasets.py [--files 2000] [--changed 20] [--dir /tmp]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "server_extension"))
+from clusterlab_server.datasets.store import RACY_NS  # noqa: E402
+from clusterlab_server.service import JobService, Settings  # noqa: E402
+
+CLASSES = 20
+SIDE = 180  # 180 x 180 RGB: ~100 KB as a PNG of this kind
+
+
+def make_image(path: Path, rng: np.random.Generator) -> None:
+    """A PNG of about 100 KB: a colour gradient under noise, which compresses as little as a photograph."""
+    y, x = np.mgrid[0:SIDE, 0:SIDE]
+    base = np.stack([x, y, (x + y) // 2], axis=-1) * rng.uniform(0.3, 1.4, size=3)
+    pixels = np.clip(base + rng.normal(0, 40, size=(SIDE, SIDE, 3)), 0, 255).astype(np.uint8)
+    Image.fromarray(pixels, "RGB").save(path, format="PNG", compress_level=1)
+
+
+def make_folder(folder: Path, files: int, seed: int = 0) -> list[Path]:
+    """``files`` images in CLASSES class folders (as an image-classification dataset is laid out)."""
+    rng = np.random.default_rng(seed)
+    paths = []
+    for n in range(files):
+        path = folder / f"class_{n % CLASSES:02d}" / f"img_{n:05d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        make_image(path, rng)
+        paths.append(path)
+    return paths
+
+
+def service_in(tmp: Path) -> JobService:
+    return JobService(Settings(
+        jobs_root=tmp / "jobs", workspace=tmp / "workspace", template_paths=[REPO / "templates"],
+        profiles_file=REPO / "hub_config" / "profiles.yaml", site_datasets=tmp / "site-datasets",
+    ))
+
+
+def inodes(root: Path) -> dict[int, int]:
+    """Every file and folder under ``root``: inode -> bytes on disk (st_blocks)."""
+    found = {root.stat().st_ino: root.stat().st_blocks * 512}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            st = os.lstat(os.path.join(dirpath, name))
+            found[st.st_ino] = st.st_blocks * 512
+    return found
+
+
+def bench_new_version(tmp: Path, files: int, changed: int) -> dict:
+    """Version 1, then ``changed`` files rewritten and version 2: times, and version 2's extra disk."""
+    service = service_in(tmp)
+    folder = tmp / "workspace" / "images"
+    paths = make_folder(folder, files)
+    # a user's files are older than the stat cache's racy window (a file written in the same clock tick
+    # as it is read is read again next time, whatever its stat says)
+    time.sleep(RACY_NS / 1e9 * 2)
+    datasets, store = service.datasets, Path(service.settings.datasets_root)
+
+    start = time.perf_counter()
+    first = datasets.create({"name": "images", "folder": "images"})
+    v1_seconds = time.perf_counter() - start
+
+    rng = np.random.default_rng(1)
+    for path in paths[:: max(1, files // changed)][:changed]:
+        make_image(path, rng)
+    before = inodes(store)
+
+    start = time.perf_counter()
+    second = datasets.create({"name": "images", "folder": "images"})
+    v2_seconds = time.perf_counter() - start
+
+    after = inodes(store)
+    new_disk = sum(blocks for ino, blocks in after.items() if ino not in before)
+    return {"files": files, "changed": changed, "bytes": first["bytes"], "v1_s": v1_seconds, "v2_s": v2_seconds,
+            "new_bytes": second["new_bytes"], "new_disk": new_disk,
+            "store_growth": sum(after.values()) - sum(before.values())}
+
+
+def report_new_version(r: dict) -> bool:
+    time_ratio, disk_fraction = r["v2_s"] / r["v1_s"], r["new_disk"] / r["bytes"]
+    print(f"new version after changing {r['changed']} of {r['files']} files ({r['bytes'] / 1e6:.0f} MB)")
+    print(f"  version 1: {r['v1_s'] * 1000:8.1f} ms    version 2: {r['v2_s'] * 1000:8.1f} ms    "
+          f"ratio {time_ratio:.3f} (goal <= 0.05)")
+    print(f"  version 2's extra disk: {r['new_disk'] / 1e6:.2f} MB of new files and folders "
+          f"(contents stored anew: {r['new_bytes'] / 1e6:.2f} MB; the store grew {r['store_growth'] / 1e6:.2f} MB) "
+          f"= {disk_fraction:.4f} of the dataset (goal <= 0.05)")
+    return time_ratio <= 0.05 and disk_fraction <= 0.05
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--files", type=int, default=2000)
+    parser.add_argument("--changed", type=int, default=20)
+    parser.add_argument("--dir", default=None, help="where to make the folder and the store (default: the temp dir)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        (Path(tmp) / "workspace").mkdir()
+        ok = report_new_version(bench_new_version(Path(tmp), args.files, args.changed))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

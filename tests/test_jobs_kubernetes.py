@@ -440,3 +440,53 @@ def test_jobs_go_to_the_namespace_the_spawner_names_as_the_users_own_account(hom
         assert all("/namespaces/user-ada/" in r.path for r in stand_in.requests if r.path.startswith("/api"))
     finally:
         service.backend.close()
+
+
+# ----- inputs: dataset versions and earlier jobs' outputs, as read-only mounts -------------------------
+
+
+def test_inputs_are_read_only_subpath_mounts_of_the_home_and_the_site_volumes(service, stand_in, home, tmp_path,
+                                                                              monkeypatch):
+    site = tmp_path / "site-datasets"
+    monkeypatch.setenv("CLUSTERLAB_SITE_DATASETS", str(site))
+    monkeypatch.setenv("CLUSTERLAB_K8S_SITE_DATASETS_PVC", "clusterlab-datasets")
+    service.settings.site_datasets = site
+    (home / "work" / "shapes").mkdir()
+    (home / "work" / "shapes" / "a.csv").write_text("x\n1\n")
+    mine = service.datasets.create({"name": "shapes", "folder": "shapes"})
+    service.datasets.create({"name": "reference", "folder": "shapes"}, site=True)
+    service.backend.site_datasets, service.backend.site_datasets_pvc = str(site), "clusterlab-datasets"
+
+    job = service.submit({"template": "python-script", "name": "mounts", "params": {"script": "hello.py"},
+                          "inputs": [{"dataset": "shapes", "version": 1, "as": "data"},
+                                     {"dataset": "reference", "as": "ref"}]})
+    [sent] = stand_in.created("Job")
+    for version in VERSIONS:
+        kubernetes_validate.validate(sent, version, strict=True)
+    spec = pod_spec(sent)
+    mounts = {m["mountPath"]: m for m in spec["containers"][0]["volumeMounts"]}
+    folder = Path(job.folder)
+    data, ref = mounts[str(folder / "input" / "data")], mounts[str(folder / "input" / "ref")]
+    assert data == {"name": "home", "mountPath": str(folder / "input" / "data"), "readOnly": True,
+                    "subPath": Path(mine["path"]).relative_to(home).as_posix()}
+    assert ref["name"] == "site-datasets" and ref["readOnly"] and ref["subPath"] == "datasets/reference/1/files"
+    assert {"name": "site-datasets", "persistentVolumeClaim": {"claimName": "clusterlab-datasets",
+                                                                "readOnly": True}} in spec["volumes"]
+    # mount points, not links: the pod sees the volume's folder, read-only
+    assert (folder / "input" / "data").is_dir() and not (folder / "input" / "data").is_symlink()
+
+
+def test_a_site_dataset_on_no_volume_of_the_pod_is_refused_and_leaves_no_job(service, stand_in, tmp_path,
+                                                                            monkeypatch, home):
+    site = tmp_path / "site-datasets"
+    service.settings.site_datasets = site
+    service.backend.site_datasets, service.backend.site_datasets_pvc = str(site), ""
+    (home / "work" / "shapes").mkdir()
+    (home / "work" / "shapes" / "a.csv").write_text("x\n1\n")
+    service.datasets.create({"name": "reference", "folder": "shapes"}, site=True)
+    with pytest.raises(JobError) as refused:
+        service.submit({"template": "python-script", "name": "nowhere", "params": {"script": "hello.py"},
+                        "inputs": [{"dataset": "reference"}]})
+    assert refused.value.status == 502 and "CLUSTERLAB_K8S_SITE_DATASETS_PVC" in refused.value.message
+    assert not stand_in.created("Job") and service.store.list()[1] == 0
+    assert [p.name for p in service.settings.jobs_root.iterdir() if not p.name.startswith("jobs.sqlite")] == []

@@ -3,8 +3,10 @@
 object-detection-train learns the demo shapes (val mAP@0.5 from metrics.jsonl),
 writes TensorBoard events, checkpoints and model.pt, resumes after a kill, and
 refuses bad datasets with a message naming what to fix; object-detection-infer
-turns that model.pt into detections.json and drawn pictures. The mAP function
-is checked on hand-made boxes.
+turns that model.pt into detections.json and drawn pictures. Both take their
+inputs as the job service mounts them (a dataset, an earlier job's output, or a
+folder made read-only) and write nothing there. The mAP function is checked on
+hand-made boxes.
 """
 
 from __future__ import annotations
@@ -16,7 +18,17 @@ import shutil
 from pathlib import Path
 
 import pytest
-from template_jobs import REPO, kill_after_epochs, make_service, metrics, rerun_in_place, run, wait_final
+from template_jobs import (
+    REPO,
+    kill_after_epochs,
+    make_service,
+    metrics,
+    read_only,
+    rerun_in_place,
+    run,
+    unchanged,
+    wait_final,
+)
 
 DATASET = "demo/shapes-detection"
 EPOCHS = 6
@@ -104,6 +116,51 @@ def test_inference_writes_boxes_and_drawn_pictures(service, trained, demo_data):
 
     with Image.open(output / "images" / pictures[0]) as image:
         assert image.size == (96, 96)
+
+
+def test_inference_takes_the_training_job_itself_and_a_read_only_folder(service, trained, demo_data):
+    pictures = demo_data / "read-only" / "od-pictures"
+    if not pictures.exists():
+        shutil.copytree(demo_data / DATASET / "images" / "val", pictures)
+    frozen = service.datasets.resolve_input({"job": trained.id}, "model")  # what the job will mount
+    with read_only(pictures), unchanged(Path(frozen["path"])):
+        job = run(service, "object-detection-infer",
+                  {"model": f"job:{trained.id}", "input": "read-only/od-pictures"}, name="od_infer_ref")
+    log = log_of(service, job)
+    assert job.status == "completed", log[-3000:]
+    assert job.params["model"] == f"job:{trained.id}"
+    assert f"model: job:{trained.id}/model.pt, 3 classes" in log
+    detections = json.loads((Path(job.folder) / "output" / "detections.json").read_text())
+    assert sorted(detections) == sorted(p.name for p in pictures.glob("*.png"))
+    assert sum(len(found) for found in detections.values()) >= len(detections)
+
+
+def test_training_reads_a_read_only_dataset_and_weights_folder(service, trained, demo_data):
+    dataset, weights = demo_data / "read-only" / "od-dataset", demo_data / "read-only" / "od-weights"
+    if not dataset.exists():
+        shutil.copytree(demo_data / DATASET, dataset)
+        shutil.copytree(Path(trained.folder) / "output", weights)
+    with read_only(dataset, weights):
+        job = run(service, "object-detection-train",
+                  {"dataset": "read-only/od-dataset", "epochs": 1, "image_size": 64, "batch_size": 32,
+                   "weights": "read-only/od-weights"}, name="od_read_only", profile="cpu-small")
+    log = log_of(service, job)
+    assert job.status == "completed", log[-3000:]
+    count = len(torch_load(weights / "model.pt")["state_dict"])
+    assert f"initial weights: {count} of {count} tensors from read-only/od-weights/model.pt" in log
+    assert torch_load(Path(job.folder) / "output" / "model.pt")["dataset"] == "read-only/od-dataset"
+
+
+def test_inference_on_a_folder_without_a_model_names_the_parameter(service, demo_data):
+    folder = demo_data / "read-only" / "od-no-model"
+    folder.mkdir(parents=True, exist_ok=True)
+    with read_only(folder):
+        job = run(service, "object-detection-infer",
+                  {"model": "read-only/od-no-model", "input": f"{DATASET}/images/val"}, name="od_no_model")
+    log = log_of(service, job)
+    assert job.status == "failed"
+    assert "error: model: read-only/od-no-model holds no model.pt (it is empty)" in log, log
+    assert "Traceback" not in log
 
 
 def test_training_starts_from_initial_weights(service, trained):

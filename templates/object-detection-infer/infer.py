@@ -9,6 +9,9 @@ Writes to the job's output folder:
   (``a.png`` keeps its name, ``a.jpg`` becomes ``a.jpg.png``).
 
 The model code is the training template's (``../object-detection-train/model.py``).
+``model`` may name an object-detection-train job (``job:<id>``: its output is
+mounted read-only, and its model.pt is used), a folder holding a model.pt, or the
+file; ``input`` a dataset or a folder. Nothing is written next to either.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ TRAIN = HERE.parent / "object-detection-train"
 sys.path.insert(0, str(TRAIN))
 
 from clusterlab_server.training import TrainingJob, fail, inference_inputs  # noqa: E402
+from job_inputs import file_in, given_as  # noqa: E402
 
 DEFAULTS = {"score_threshold": 0.3, "batch_size": 32}
 
@@ -30,6 +34,9 @@ DEFAULTS = {"score_threshold": 0.3, "batch_size": 32}
 def main() -> None:
     job = TrainingJob.from_environment()
     params = {**DEFAULTS, **job.params}
+    # a folder (an earlier job's output, mounted read-only) holding model.pt, or the file itself
+    model_file, model_shown = file_in(job, "model", "model.pt", "object-detection-train")
+    job.params["model"] = str(model_file)
     model_path, folder, images = inference_inputs(job, "object-detection-train")
 
     import torch
@@ -46,11 +53,11 @@ def main() -> None:
     except ModelFileError as e:
         fail(f"model: {e}")
     except RuntimeError as e:  # weights that do not fit the recorded configuration
-        fail(f"model: {params['model']} does not hold a usable model ({str(e).splitlines()[0]})")
+        fail(f"model: {model_shown} does not hold a usable model ({str(e).splitlines()[0]})")
     classes, size, stride = info["classes"], info["image_size"], info["stride"]
     threshold = float(params["score_threshold"])
-    print(f"model: {len(classes)} classes ({', '.join(classes)}), {size}x{size} input; "
-          f"{len(images)} pictures on {device}, score threshold {threshold}", flush=True)
+    print(f"model: {model_shown}, {len(classes)} classes ({', '.join(classes)}), {size}x{size} input; "
+          f"{len(images)} pictures of {given_as(job, 'input')} on {device}, score threshold {threshold}", flush=True)
 
     drawn_root = job.output / "images"
     results: dict[str, list[dict]] = {}

@@ -6,6 +6,10 @@ reported before ``import torch``; then it trains on the GPU when there is one
 granted cores, and each epoch writes a metrics.jsonl line, TensorBoard events
 and a checkpoint. Started again on the same output it continues after the last
 checkpoint. At the end: output/model.pt (see model.py), for object-detection-infer.
+
+``dataset`` and ``weights`` may be inputs the job service mounted read-only (a
+dataset version, an earlier job's output: see job_inputs.py): nothing is
+written next to them.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ sys.path.insert(0, str(HERE))
 
 from clusterlab_server.training import TrainingJob, fail  # noqa: E402
 from data import DataError, DetectionDataset, load_dataset, truth_boxes  # noqa: E402
+from job_inputs import file_in, given_as  # noqa: E402
 
 DEFAULTS = {
     "epochs": 15, "batch_size": 16, "learning_rate": 0.003, "optimizer": "adamw", "image_size": 96,
@@ -90,13 +95,14 @@ def main() -> None:
     image_size = int(params["image_size"])
     if image_size % 4:
         fail(f"image_size: {image_size} is not a multiple of 4")
+    dataset_shown = given_as(job, "dataset").rstrip("/")
     try:
-        classes, splits = load_dataset(job.path("dataset"), str(params["dataset"]).rstrip("/"))
+        classes, splits = load_dataset(job.path("dataset"), dataset_shown)
     except DataError as e:
         fail(str(e))
-    weights = job.path("weights") if params.get("weights") else None
-    if weights is not None and not weights.is_file():
-        fail(f"weights: {params['weights']} is not a file (expected a model.pt from an earlier training)")
+    weights, weights_shown = None, ""
+    if params.get("weights"):  # an earlier job of this template (its output: model.pt in it), or a file
+        weights, weights_shown = file_in(job, "weights", "model.pt", "object-detection-train")
     counts = {s: (len(v), sum(len(x.labels) for x in v)) for s, v in splits.items()}
     print(f"dataset: {len(classes)} classes ({', '.join(classes)}); "
           + "; ".join(f"{s}: {n} images, {b} boxes" for s, (n, b) in counts.items()), flush=True)
@@ -122,7 +128,7 @@ def main() -> None:
     if state is None:
         shutil.rmtree(job.output / "tensorboard", ignore_errors=True)  # from a run killed before its first checkpoint
         if weights is not None:
-            print(initial_weights(model, weights, str(params["weights"])), flush=True)
+            print(initial_weights(model, weights, weights_shown), flush=True)
     model.to(device)
 
     workers = params.get("num_workers")
@@ -227,7 +233,7 @@ def main() -> None:
 
     model.cpu()
     final = model_file(model, classes, map50=last.get("map50"), per_class_ap50=last.get("per_class_ap50"),
-                       epochs=epochs, template="object-detection-train", dataset=str(params["dataset"]))
+                       epochs=epochs, template="object-detection-train", dataset=dataset_shown)
     tmp = job.output / "model.pt.tmp"
     torch.save(final, tmp)
     os.replace(tmp, job.output / "model.pt")

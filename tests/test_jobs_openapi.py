@@ -7,7 +7,11 @@ Every answer must be documented: no 5xx, a documented status code, the
 documented content type and a body that matches the documented schema.
 Generated job ids are sometimes swapped for real ones (a finished job and a
 running one), and submissions for ones naming the real template and script,
-so the 200 and 201 answers are checked too.
+so the 200 and 201 answers are checked too. So are datasets: generated names,
+versions and file paths are now and then a real dataset's (two versions, kept
+from deletion by a running job that mounts them), new versions are made of a
+real folder, jobs mount a version and a finished job's output, and the
+projects' names are real ones.
 """
 
 from __future__ import annotations
@@ -40,6 +44,10 @@ CHECKS = [
 SLEEPY = "import time\nprint('sleeping', flush=True)\ntime.sleep(60)\n"
 # a trial that reports one epoch and ends
 REPORTER = "from clusterlab_server.training import options, report\nreport(1, 1, score=options().get('x', 0))\n"
+# a dataset's folder: a picture, a table, text, and a page that must not be served as one
+DATA_FILES = {"a.png": b"\x89PNG\r\n\x1a\n" + b"\0" * 8, "t.csv": b"a,b\n1,2\n", "sub/notes.txt": b"notes\n",
+              "page.html": b"<script>alert(1)</script>"}
+HOLDER = "import time\ntime.sleep(3600)\n"  # mounts the known dataset's versions while the run lasts
 
 
 def make_server(root: Path) -> JupyterServer:
@@ -48,6 +56,10 @@ def make_server(root: Path) -> JupyterServer:
     (workspace / "src" / "hello.py").write_text(HELLO)
     (workspace / "sleepy.py").write_text(SLEEPY)
     (workspace / "reporter.py").write_text(REPORTER)
+    (workspace / "holder.py").write_text(HOLDER)
+    for path, data in DATA_FILES.items():
+        (workspace / "data" / path).parent.mkdir(parents=True, exist_ok=True)
+        (workspace / "data" / path).write_bytes(data)
     return JupyterServer(root).start()
 
 
@@ -97,7 +109,22 @@ def known_experiments(server):
 
 
 @pytest.fixture(scope="module")
-def api_schema(server, known_jobs, known_experiments):
+def known_dataset(server, known_jobs):
+    """``shapes`` with versions 1 and 2, in project ``vision``, mounted by a running job so neither is deleted."""
+    for _ in range(2):
+        made = server.call("POST", "datasets", json={"name": "shapes", "folder": "data", "project": "vision"})
+        assert made.status_code == 201, made.text
+    holder = server.call("POST", "jobs", json={
+        "template": "python-script", "name": "holder", "params": {"script": "holder.py"}, "project": "vision",
+        "inputs": [{"dataset": "shapes", "version": 1, "as": "v1"}, {"dataset": "shapes", "version": 2, "as": "v2"},
+                   {"job": known_jobs[0], "as": "done"}],
+    })
+    assert holder.status_code == 201, holder.text
+    return "shapes"
+
+
+@pytest.fixture(scope="module")
+def api_schema(server, known_jobs, known_experiments, known_dataset):
     config = SchemathesisConfig.from_dict({
         "base-url": server.api,
         "headers": server.headers,
@@ -107,6 +134,15 @@ def api_schema(server, known_jobs, known_experiments):
 
     @schema.hook
     def flatmap_path_parameters(context, path_parameters):
+        if path_parameters and context.operation.path.startswith("/datasets/"):
+            # "generated" gets versions from POST /datasets below, so a DELETE may also succeed
+            real = {"name": st.sampled_from([known_dataset, "generated"]), "version": st.sampled_from([1, 2]),
+                    "path": st.sampled_from(sorted(DATA_FILES))}
+            return st.one_of(st.just(path_parameters), st.fixed_dictionaries(
+                {key: real.get(key, st.just(value)) for key, value in path_parameters.items()}))
+        if path_parameters and context.operation.path.startswith("/projects/"):
+            return st.one_of(st.just(path_parameters),
+                             st.sampled_from(["default", "vision"]).map(lambda p: {**path_parameters, "name": p}))
         if path_parameters and "experiment_id" in path_parameters:
             return st.one_of(
                 st.just(path_parameters),
@@ -127,12 +163,17 @@ def api_schema(server, known_jobs, known_experiments):
         if context.operation.label == "POST /experiments" and isinstance(body, dict):
             # rarely: each one starts a controller and a trial on this machine's two cores
             return st.sampled_from([body, body, body, {**body, **experiment_request("generated", "reporter.py")}])
+        if context.operation.label == "POST /datasets" and isinstance(body, dict):
+            # now and then a new version of a real folder (the rest of the body as generated)
+            return st.sampled_from([body, {**body, "name": "generated", "folder": "data"}])
         if context.operation.label != "POST /jobs" or not isinstance(body, dict):
             return st.just(body)
         runnable = {**body, "template": "python-script", "params": {"script": "src/hello.py"}}
         if "profile" in body:
             runnable["profile"] = "cpu-small"
-        return st.sampled_from([body, runnable])
+        # and one that mounts a dataset's latest version and a finished job's output
+        mounting = {**runnable, "inputs": [{"dataset": known_dataset, "as": "data"}, {"job": known_jobs[0]}]}
+        return st.sampled_from([body, runnable, mounting])
 
     return schema
 

@@ -1,17 +1,22 @@
 """The tabular-train and notebook templates, run as real jobs on the local backend.
 
 Jobs of a module are submitted together and awaited once (they run side by
-side), then each test reads the story of its own job.
+side), then each test reads the story of its own job. tabular-train also takes
+its CSV as a dataset or a read-only folder (a folder: its one CSV, or csv_file),
+and leaves it as it was.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from template_jobs import make_service, metrics, wait_final
+from template_jobs import REPO, make_service, metrics, read_only, unchanged, wait_final
 
 HOUSES = "demo/tabular/houses.csv"
 
@@ -38,14 +43,31 @@ def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
 @pytest.fixture(scope="module")
 def tabular(tmp_path_factory, demo_data):
     service = make_service(tmp_path_factory.mktemp("tabular"), demo_data)
-    jobs = submit_all(service, {
-        # segment is derived from price (and price from segment's rows): each is left out of the other's features
-        "regression": {"template": "tabular-train", "params": {
-            "dataset": HOUSES, "target": "price", "ignore_columns": ["segment"]}},
-        "classification": {"template": "tabular-train", "params": {
-            "dataset": HOUSES, "target": "segment", "ignore_columns": ["price"], "model": "gradient_boosting"}},
-        "no_target": {"template": "tabular-train", "params": {"dataset": HOUSES, "target": "cost"}},
-    })
+    folder = demo_data / "read-only" / "houses"  # a folder with one CSV, as a plain path
+    tables = demo_data / "tabular-inputs" / "tables"  # two CSVs, made a dataset
+    if not folder.exists():
+        folder.mkdir(parents=True)
+        shutil.copy(demo_data / HOUSES, folder / "houses.csv")
+        (tables / "extra").mkdir(parents=True)
+        shutil.copy(demo_data / HOUSES, tables / "houses.csv")
+        (tables / "extra" / "notes.csv").write_text("a,b\n1,2\n")
+    version = service.datasets.create({"name": "houses", "folder": "tabular-inputs/tables"})
+    with read_only(folder), unchanged(Path(version["path"])):
+        jobs = submit_all(service, {
+            # segment is derived from price (and price from segment's rows): each is left out of the other's
+            # features
+            "regression": {"template": "tabular-train", "params": {
+                "dataset": HOUSES, "target": "price", "ignore_columns": ["segment"]}},
+            "classification": {"template": "tabular-train", "params": {
+                "dataset": HOUSES, "target": "segment", "ignore_columns": ["price"], "model": "gradient_boosting"}},
+            "no_target": {"template": "tabular-train", "params": {"dataset": HOUSES, "target": "cost"}},
+            "from_folder": {"template": "tabular-train", "params": {
+                "dataset": "read-only/houses", "target": "price", "ignore_columns": ["segment"], "model": "linear"}},
+            "from_dataset": {"template": "tabular-train", "params": {
+                "dataset": "houses", "csv_file": "houses.csv", "target": "segment", "ignore_columns": ["price"],
+                "model": "linear"}},
+            "two_tables": {"template": "tabular-train", "params": {"dataset": "houses:1", "target": "price"}},
+        })
     return service, jobs, demo_data
 
 
@@ -136,6 +158,59 @@ def test_absent_target_fails_listing_the_columns(tabular):
         assert repr(column) in text
     assert not (output(job) / "model.joblib").exists()
     assert "Traceback" not in text
+
+
+def test_a_read_only_folder_with_one_csv_is_read_and_left_as_it_was(tabular):
+    service, jobs, _ = tabular
+    job = jobs["from_folder"]
+    text = log_of(service, job)
+    assert job.status == "completed", text[-3000:]
+    assert "tabular-train: read-only/houses/houses.csv: 600 rows" in text
+    report = json.loads((output(job) / "metrics.json").read_text())
+    assert report["dataset"] == "read-only/houses/houses.csv" and report["task"] == "regression"
+
+
+def test_a_dataset_version_with_the_csv_file_chosen(tabular):
+    service, jobs, _ = tabular
+    job = jobs["from_dataset"]
+    text = log_of(service, job)
+    assert job.status == "completed", text[-3000:]
+    assert job.params["dataset"] == "houses:1"  # pinned; the job read its mounted copy
+    assert "tabular-train: houses:1/houses.csv: 600 rows" in text
+    assert metrics(job)[0]["metrics"]["accuracy"] >= 0.7
+
+
+def test_a_dataset_with_several_csv_files_and_no_choice_lists_them(tabular):
+    service, jobs, _ = tabular
+    job = jobs["two_tables"]
+    text = log_of(service, job)
+    assert job.status == "failed" and job.exit_code == 2, text[-3000:]
+    assert ("error: dataset houses:1 holds 2 CSV files ('extra/notes.csv', 'houses.csv'): set csv_file to the one "
+            "to train on") in text
+    assert "Traceback" not in text
+
+
+def test_predict_takes_the_jobs_output_folder_and_a_folder_of_rows(tabular, tmp_path):
+    _, jobs, workspace = tabular
+    rows = workspace / "read-only" / "houses"
+    with read_only(output(jobs["from_folder"]), rows):
+        done = subprocess.run(
+            [sys.executable, str(REPO / "templates" / "tabular-train" / "predict.py"), str(output(jobs["from_folder"])),
+             str(rows), str(tmp_path / "predicted.csv")], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    header, predicted = read_csv(tmp_path / "predicted.csv")
+    assert header == ["row", "predicted_price"] and len(predicted) == 600
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    done = subprocess.run([sys.executable, str(REPO / "templates" / "tabular-train" / "predict.py"), str(empty),
+                           str(rows)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and f"error: {empty} holds no model.joblib" in done.stderr
+
+
+def test_the_training_templates_share_one_job_inputs_file():
+    copies = {path.parent.name: path.read_text() for path in (REPO / "templates").glob("*/job_inputs.py")}
+    assert set(copies) == {"image-classification-train", "object-detection-train", "tabular-train"}
+    assert len(set(copies.values())) == 1, "templates/*/job_inputs.py differ: copy the changed one to the others"
 
 
 # ----- notebook ------------------------------------------------------------------------

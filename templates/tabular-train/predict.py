@@ -2,9 +2,10 @@
 
     python predict.py output/model.joblib new_rows.csv [predictions.csv]
 
-The CSV needs the model's feature columns (``bundle["features"]``; the target
-and other columns may be there too, they are ignored). Without an output path
-the predictions are printed. From Python::
+The model may be the training job's output folder (model.joblib in it), the rows
+a folder with one CSV file (a dataset). The CSV needs the model's feature columns
+(``bundle["features"]``; the target and other columns may be there too, they are
+ignored). Without an output path the predictions are printed. From Python::
 
     bundle = joblib.load("model.joblib")
     X = rows_to_input(bundle, columns, rows)   # columns: header names, rows: lists of text fields
@@ -17,7 +18,9 @@ import csv
 import sys
 from pathlib import Path
 
-from tabular_input import as_number, column_list, is_missing, read_table
+from clusterlab_server.training import InputError
+
+from tabular_input import as_number, column_list, is_missing, read_table, table_in
 
 
 def rows_to_input(bundle: dict, columns: list[str], rows: list[list[str]]):
@@ -47,8 +50,21 @@ def main(argv: list[str]) -> int:
     if len(argv) not in (2, 3):
         print(__doc__.strip().splitlines()[2], file=sys.stderr)
         return 2
-    bundle = joblib.load(argv[0])
-    table = read_table(Path(argv[1]))
+    model, rows = Path(argv[0]), Path(argv[1])
+    folder = model.is_dir()  # a tabular-train job's output folder
+    if folder:
+        model = model / "model.joblib"
+    if not model.is_file():
+        what = "holds no model.joblib" if folder else "is not a file"
+        print(f"error: {argv[0]} {what} (give a tabular-train job's output folder or its model.joblib)",
+              file=sys.stderr)
+        return 2
+    bundle = joblib.load(model)
+    try:
+        table = read_table(table_in(rows, argv[1])[0] if rows.is_dir() else rows)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     X = rows_to_input(bundle, table.columns, table.rows)
     predicted = bundle["pipeline"].predict(X)
     header = ["row", f"predicted_{bundle['target']}"]

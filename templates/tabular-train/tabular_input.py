@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import math
+import os
 from pathlib import Path
 
 from clusterlab_server.training import InputError
@@ -19,6 +20,7 @@ from clusterlab_server.training import InputError
 MISSING = {"", "na", "n/a", "nan", "-nan", "null", "none", "#n/a", "#na", "<na>", "#n/a n/a"}
 DELIMITERS = {"auto": None, "comma": ",", "semicolon": ";", "tab": "\t", "pipe": "|"}
 MIN_ROWS = 10  # rows with a target value: a few to train on, a few to test on
+TABLE_SUFFIXES = {".csv", ".tsv"}  # what a folder (a dataset) is searched for
 
 
 def is_missing(value: str) -> bool:
@@ -60,6 +62,39 @@ class Table:
     def column(self, name: str) -> list[str]:
         i = self.columns.index(name)
         return [row[i] for row in self.rows]
+
+
+def tables_in(folder: Path) -> list[str]:
+    """The .csv and .tsv files under ``folder`` (any depth, hidden ones left out), as sorted posix paths in it."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        found.extend((Path(dirpath) / name).relative_to(folder).as_posix() for name in filenames
+                     if not name.startswith(".") and Path(name).suffix.lower() in TABLE_SUFFIXES)
+    return sorted(found)
+
+
+def table_in(folder: Path, shown: str, pick: str = "") -> tuple[Path, str]:
+    """(the file, how to show it) for a folder given as the dataset (a dataset version is a folder): the one
+    .csv/.tsv file in it, or ``pick``, a path inside it; InputError when that is not one file."""
+    shown = shown.rstrip("/")
+    tables = tables_in(folder)
+    listed = column_list(tables, 20) if tables else "none"
+    if pick:
+        relative = Path(pick)
+        if relative.is_absolute() or ".." in relative.parts:
+            raise InputError(f"csv_file {pick!r} must be a path inside the dataset folder, e.g. "
+                             f"{tables[0] if tables else 'houses.csv'}")
+        if not (folder / relative).is_file():
+            raise InputError(f"csv_file: {shown} has no file {relative.as_posix()}; its CSV files: {listed}")
+        return folder / relative, f"{shown}/{relative.as_posix()}"
+    if len(tables) == 1:
+        return folder / tables[0], f"{shown}/{tables[0]}"
+    if not tables:
+        raise InputError(f"dataset {shown} is a folder without a .csv or .tsv file: give a CSV file or a dataset "
+                         f"that holds one")
+    raise InputError(f"dataset {shown} holds {len(tables)} CSV files ({listed}): set csv_file to the one to "
+                     f"train on")
 
 
 def read_table(path: Path, delimiter: str = "auto", shown_as: str | None = None) -> Table:

@@ -19,6 +19,9 @@ a "missing" category, one-hot encoded) and writes in the output folder:
 
 The model saved is the one trained on the training split, the one the metrics
 describe.
+
+``dataset`` may be a dataset the job service mounted read-only (a folder: its one
+CSV file is used, or ``csv_file`` says which); nothing is written next to it.
 """
 
 from __future__ import annotations
@@ -33,7 +36,17 @@ from pathlib import Path
 
 from clusterlab_server.training import InputError, TrainingJob, fail
 
-from tabular_input import as_number, check_columns, check_target, decide_task, is_missing, is_numeric, read_table
+from job_inputs import given_as
+from tabular_input import (
+    as_number,
+    check_columns,
+    check_target,
+    decide_task,
+    is_missing,
+    is_numeric,
+    read_table,
+    table_in,
+)
 
 IDENTIFIER_SHARE = 0.9  # a text column whose values are nearly all distinct is a name or an id
 
@@ -58,10 +71,15 @@ def main() -> None:
 def prepare(job: TrainingJob) -> dict:
     """Everything checked and decided before scikit-learn is imported."""
     p = job.params
-    shown = p["dataset"]
+    shown, path = given_as(job, "dataset"), job.path("dataset")
+    if path.is_dir():  # a dataset version (or a folder): its CSV file
+        path, shown = table_in(path, shown, p.get("csv_file") or "")
+    elif p.get("csv_file"):
+        raise InputError(f"csv_file {p['csv_file']!r} picks a file in a dataset folder, but dataset {shown} is "
+                         f"a file: leave csv_file empty")
     target = p["target"]
     ignore = list(p.get("ignore_columns") or [])
-    table = read_table(job.path("dataset"), p.get("delimiter", "auto"), shown_as=shown)
+    table = read_table(path, p.get("delimiter", "auto"), shown_as=shown)
     print(f"tabular-train: {shown}: {len(table.rows)} rows, {len(table.columns)} columns "
           f"({table.encoding}, separator {table.delimiter!r})", flush=True)
     check_columns(table, target, ignore, shown)
@@ -104,7 +122,7 @@ def prepare(job: TrainingJob) -> dict:
         raise InputError(f"{len(kept)} rows with a target value and test_fraction {fraction} leave {n_test} "
                          f"test row(s) and {len(kept) - n_test} training row(s): at least 2 and 5 are needed; "
                          f"add rows or change test_fraction")
-    return {"table": table, "target": target, "task": task, "kept": kept, "numeric": numeric,
+    return {"table": table, "shown": shown, "target": target, "task": task, "kept": kept, "numeric": numeric,
             "categorical": categorical, "features": features, "dropped": dropped, "ignored": ignore}
 
 
@@ -276,7 +294,7 @@ def train(job: TrainingJob, plan: dict) -> dict:
     write_predictions(out / "predictions.csv", plan, test_rows, pipeline, X[test_at], predicted, y[test_at])
 
     report = {
-        "task": plan["task"], "model": model, "target": plan["target"], "dataset": p["dataset"],
+        "task": plan["task"], "model": model, "target": plan["target"], "dataset": plan["shown"],
         "metrics": numbers, **details,
         "rows": {"with_target": len(plan["kept"]), "train": len(train_at), "test": len(test_at),
                  "without_target": len(plan["table"].rows) - len(plan["kept"])},

@@ -9,13 +9,14 @@
 Runs anywhere (no Slurm, no server); the folder and the store lie on one file system, as a user's home
 and ``~/.clusterlab/datasets`` do.
 
-    .venv/bin/python tests/benchmarks/datasets.py [--files 2000] [--changed 20] [--dir /tmp]
+    .venv/bin/python tests/benchmarks/datasets.py [--files 2000] [--changed 20] [--rounds 5] [--dir /tmp]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -70,56 +71,70 @@ def inodes(root: Path) -> dict[int, int]:
     return found
 
 
-def bench_new_version(tmp: Path, files: int, changed: int) -> dict:
-    """Version 1, then ``changed`` files rewritten and version 2: times, and version 2's extra disk."""
+def timed_create(datasets, name: str, folder: str) -> tuple[float, dict]:
+    os.sync()  # what earlier steps wrote is on disk: its write-back does not fall into this measure
+    start = time.perf_counter()
+    version = datasets.create({"name": name, "folder": folder})
+    return time.perf_counter() - start, version
+
+
+def bench_new_version(tmp: Path, files: int, changed: int, rounds: int) -> dict:
+    """Rounds of: version 1 into an empty store, ``changed`` files rewritten, version 2; both deleted after.
+
+    Returns the medians (a shared machine's load comes and goes: version 1 and 2 of a round run within a
+    second of each other) and version 2's extra disk in the last round.
+    """
     service = service_in(tmp)
     folder = tmp / "workspace" / "images"
     paths = make_folder(folder, files)
-    # a user's files are older than the stat cache's racy window (a file written in the same clock tick
-    # as it is read is read again next time, whatever its stat says)
-    time.sleep(RACY_NS / 1e9 * 2)
     datasets, store = service.datasets, Path(service.settings.datasets_root)
-
-    start = time.perf_counter()
-    first = datasets.create({"name": "images", "folder": "images"})
-    v1_seconds = time.perf_counter() - start
-
     rng = np.random.default_rng(1)
-    for path in paths[:: max(1, files // changed)][:changed]:
-        make_image(path, rng)
-    before = inodes(store)
-
-    start = time.perf_counter()
-    second = datasets.create({"name": "images", "folder": "images"})
-    v2_seconds = time.perf_counter() - start
-
-    after = inodes(store)
-    new_disk = sum(blocks for ino, blocks in after.items() if ino not in before)
-    return {"files": files, "changed": changed, "bytes": first["bytes"], "v1_s": v1_seconds, "v2_s": v2_seconds,
-            "new_bytes": second["new_bytes"], "new_disk": new_disk,
-            "store_growth": sum(after.values()) - sum(before.values())}
+    v1_times, v2_times, ratios = [], [], []
+    for n in range(rounds):
+        # a user's files are older than the stat cache's racy window (a file written in the same clock
+        # tick as it is read is read again next time, whatever its stat says)
+        time.sleep(RACY_NS / 1e9 * 2)
+        v1_seconds, first = timed_create(datasets, "images", "images")
+        assert first["new_bytes"] == first["bytes"]  # all of it copied and hashed: nothing was stored before
+        for path in paths[n % max(1, files // changed):: max(1, files // changed)][:changed]:
+            make_image(path, rng)
+        before = inodes(store)
+        v2_seconds, second = timed_create(datasets, "images", "images")
+        after = inodes(store)
+        v1_times.append(v1_seconds)
+        v2_times.append(v2_seconds)
+        ratios.append(v2_seconds / v1_seconds)
+        result = {"new_bytes": second["new_bytes"], "new_disk": sum(b for ino, b in after.items() if ino not in before),
+                  "store_growth": sum(after.values()) - sum(before.values()), "bytes": first["bytes"]}
+        datasets.delete("images", first["version"])
+        datasets.delete("images", second["version"])
+        (store / "cache" / "images.json").unlink()
+    return {"files": files, "changed": changed, "rounds": rounds, "v1_s": statistics.median(v1_times),
+            "v2_s": statistics.median(v2_times), "ratio": statistics.median(ratios), **result}
 
 
 def report_new_version(r: dict) -> bool:
-    time_ratio, disk_fraction = r["v2_s"] / r["v1_s"], r["new_disk"] / r["bytes"]
-    print(f"new version after changing {r['changed']} of {r['files']} files ({r['bytes'] / 1e6:.0f} MB)")
+    disk_fraction = r["new_disk"] / r["bytes"]
+    print(f"new version after changing {r['changed']} of {r['files']} files ({r['bytes'] / 1e6:.0f} MB), "
+          f"median of {r['rounds']} rounds")
     print(f"  version 1: {r['v1_s'] * 1000:8.1f} ms    version 2: {r['v2_s'] * 1000:8.1f} ms    "
-          f"ratio {time_ratio:.3f} (goal <= 0.05)")
+          f"ratio {r['ratio']:.3f} (goal <= 0.05)")
     print(f"  version 2's extra disk: {r['new_disk'] / 1e6:.2f} MB of new files and folders "
           f"(contents stored anew: {r['new_bytes'] / 1e6:.2f} MB; the store grew {r['store_growth'] / 1e6:.2f} MB) "
           f"= {disk_fraction:.4f} of the dataset (goal <= 0.05)")
-    return time_ratio <= 0.05 and disk_fraction <= 0.05
+    return r["ratio"] <= 0.05 and disk_fraction <= 0.05
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=2000)
     parser.add_argument("--changed", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--dir", default=None, help="where to make the folder and the store (default: the temp dir)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         (Path(tmp) / "workspace").mkdir()
-        ok = report_new_version(bench_new_version(Path(tmp), args.files, args.changed))
+        ok = report_new_version(bench_new_version(Path(tmp), args.files, args.changed, args.rounds))
     return 0 if ok else 1
 
 

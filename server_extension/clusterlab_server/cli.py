@@ -25,6 +25,23 @@ training template over a search space (docs/experiments.md)::
     clusterlab experiment csv 20250101-120000-abcdef > trials.csv
     clusterlab experiment cancel|resume|delete 20250101-120000-abcdef
 
+A dataset is a folder's files frozen as numbered versions (1, 2, 3...); a job
+sees each of its inputs, a dataset version or an earlier job's output, read-only
+at ``../input/<as>/`` (its cwd is ``output/``). A project groups jobs,
+experiments and datasets (docs/datasets.md)::
+
+    clusterlab data create shapes demo/shapes --description "three shapes" --project vision
+    clusterlab data ls --project vision
+    clusterlab data show shapes:1 --files      # size, digest, who made it, which jobs used it
+    clusterlab submit python-script --name train_1 -p script=train.py --input shapes:1 --project vision
+    clusterlab submit python-script --name evaluate -p script=eval.py \
+        --input shapes:1:data --input job:20250101-120000-abcdef:model --project vision
+    clusterlab submit image-classification-train --name train_2 -p dataset=shapes:1
+    clusterlab jobs --project vision
+    clusterlab projects
+    clusterlab project show vision             # each job's inputs, and who used its output
+    clusterlab data rm shapes:1
+
 ``-p KEY=VALUE`` is read by the template's JSON Schema type of KEY: integer,
 number, boolean (true/false), null, array (comma-separated, or a JSON array),
 object (JSON), string (as is). A key the template does not have is passed as
@@ -39,6 +56,13 @@ shell: values reach the job only in its ``params.json``.
 KEY may be PARAM.NAME inside an object parameter (python-script's options.lr).
 Only the text is read here: the service checks the search as the API's.
 
+``--input REF`` (submit, rerun, experiment create), repeatable:
+  NAME[:VERSION][:AS]        a dataset's version (no VERSION: its latest, pinned at submit),
+                             seen at input/AS (default: NAME); NAME:AS when AS is not a number
+  job:ID[:AS]                an ended job's output/, seen at input/AS (default: the job's name)
+A parameter of format dataset or job-output takes the same refs without AS
+(``-p dataset=shapes:2``, ``-p model=job:ID``), seen at input/<parameter>.
+
 Where things are comes from the environment the hub sets (``Settings.from_environment``);
 ``--jobs-root``, ``--workspace``, ``--profiles``, ``--backend`` and ``--templates``
 (an extra template folder, searched last) override it.
@@ -47,8 +71,8 @@ Exit status (for scripts):
   0  success
   1  the followed job (submit/rerun/experiment rerun-best --follow, logs -f) ended failed or cancelled
   2  bad input: a refused request (400, 413, 422) or a command-line usage error
-  3  not found (404): no such job, template or experiment
-  4  conflict (409): e.g. cancelling a job that has already ended
+  3  not found (404): no such job, template, experiment, dataset, version or project
+  4  conflict (409): e.g. cancelling a job that has already ended, deleting a dataset version in use
   5  the scheduler or the system failed (5xx, or the jobs folder cannot be used)
 """
 
@@ -91,6 +115,9 @@ EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 130, 141
 EPILOG = "exit status:\n" + __doc__.split("Exit status (for scripts):\n", 1)[1]
 # experiment's: how --search reads, then the same table
 EXPERIMENT_EPILOG = "search specs:\n" + __doc__.split("(experiment create), repeatable:\n", 1)[1].split(
+    "\n\n", 1)[0] + "\n\n" + EPILOG
+# how --input reads, then the same table
+INPUT_EPILOG = "inputs:\n" + __doc__.split("(submit, rerun, experiment create), repeatable:\n", 1)[1].split(
     "\n\n", 1)[0] + "\n\n" + EPILOG
 EXPERIMENT_STATUSES = ("running", "completed", "failed", "cancelled")  # experiments/store.py's, without its imports
 
@@ -324,6 +351,65 @@ def convert_search(pairs: list[tuple[str, str]] | None, template: Template | Non
     return {key: search_spec(key, raw, search_schema(key, template)) for key, raw in pairs or []}
 
 
+# ----- --input REF, dataset refs ----------------------------------------------------------
+
+INPUT_FORMS = "NAME[:VERSION][:AS] (a dataset version) or job:ID[:AS] (an ended job's output)"
+
+
+def input_ref(text: str) -> dict:
+    """argparse type of ``--input``: ``NAME[:VERSION][:AS]`` or ``job:ID[:AS]`` -> the request's input entry.
+
+    Only the form is read here (a malformed one is a usage error naming --input); whether
+    the dataset, the version or the job exists and the names follow the rule is the
+    service's to say, naming ``inputs.N``. VERSION is a number: ``shapes:train`` is the
+    latest version of shapes seen as ``input/train``, ``shapes::train`` says the same.
+    """
+    parts = text.strip().split(":")
+
+    def bad(why: str) -> argparse.ArgumentTypeError:
+        return argparse.ArgumentTypeError(f"{why} in {text[:80]!r}: expected {INPUT_FORMS}")
+
+    if len(parts) > 3:
+        raise bad("too many parts")
+    if parts[0] == "job":
+        if len(parts) < 2 or not parts[1]:
+            raise bad("no job id")
+        entry: dict[str, Any] = {"job": parts[1]}
+        rest = parts[2:]
+    else:
+        if not parts[0]:
+            raise bad("no dataset name")
+        entry = {"dataset": parts[0]}
+        rest = parts[1:]
+        if len(rest) == 2 or (rest and rest[0].isdigit()):
+            version, rest = rest[0], rest[1:]
+            if version:
+                if not (version.isascii() and version.isdigit()):
+                    raise bad(f"the version {version[:20]!r} is not a number")
+                entry["version"] = int(version)
+    if rest:
+        if not rest[0]:
+            raise bad("no name after the last ':'")
+        entry["as"] = rest[0]
+    return entry
+
+
+def dataset_ref(text: str, version_required: bool = False) -> tuple[str, int | None]:
+    """``NAME`` or ``NAME:VERSION`` (data show, data rm) -> (name, version or None)."""
+    name, colon, version = text.strip().partition(":")
+    form = "NAME:VERSION" if version_required else "NAME or NAME:VERSION"
+    if not name or name == "job" or (colon and not (version.isascii() and version.isdigit())):
+        raise argparse.ArgumentTypeError(f"expected {form} (VERSION a number), got {text[:80]!r}")
+    if version_required and not colon:
+        raise argparse.ArgumentTypeError(f"give the version to delete: {name}:VERSION (see: clusterlab data show "
+                                         f"{name[:60]})")
+    return name, int(version) if colon else None
+
+
+def dataset_version_ref(text: str) -> tuple[str, int | None]:
+    return dataset_ref(text, version_required=True)
+
+
 # ----- output -----------------------------------------------------------------------------
 
 
@@ -342,6 +428,22 @@ def print_table(headers: list[str], rows: list[list[Any]], out: TextIO) -> None:
 
 def print_json(data: Any, out: TextIO) -> None:
     out.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def size_text(count: Any) -> str:
+    """Bytes in decimal units, as the quota counts them: ``950 B``, ``1.2 MB``."""
+    if not isinstance(count, (int, float)) or isinstance(count, bool):
+        return ""
+    value = float(count)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(value) < 1000 or unit == "TB":
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.3g} {unit}"
+        value /= 1000
+    return ""  # not reached
+
+
+def plural(count: Any, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
 
 
 def local_time(value: datetime.datetime | None) -> str:
@@ -468,9 +570,20 @@ def cmd_submit(service: JobService, args) -> int:
         picked = f"clusterlab: size {request['profile']}: {why}\n"
     if args.hours is not None:
         request["hours"] = args.hours
+    request.update(inputs_and_project(args))
     job = service.submit(request)
     sys.stderr.write(picked)
     return submitted(service, job, args)
+
+
+def inputs_and_project(args) -> dict:
+    """``--input`` (as the request's ``inputs``) and ``--project``, where given."""
+    found: dict[str, Any] = {}
+    if getattr(args, "input", None):
+        found["inputs"] = args.input
+    if getattr(args, "project", None) is not None:
+        found["project"] = args.project
+    return found
 
 
 def cmd_rerun(service: JobService, args) -> int:
@@ -481,13 +594,27 @@ def cmd_rerun(service: JobService, args) -> int:
     for key in ("name", "profile", "hours"):
         if getattr(args, key) is not None:
             changes[key] = getattr(args, key)
+    changes.update(inputs_and_project(args))
     return submitted(service, service.rerun(old.id, changes), args)
+
+
+def input_text(resolved: dict) -> str:
+    """A pinned input in words: ``input/data: shapes:2 (2000 files, 1.2 MB, sha256:0123456789ab...)``."""
+    if "job" in resolved:
+        what = f"job:{resolved['job']} (the output of {resolved.get('job_name', '?')}, "
+    else:
+        site = "the site's, " if resolved.get("shared") else ""
+        what = f"{resolved.get('dataset')}:{resolved.get('version')} ({site}"
+    return (f"input/{resolved.get('as')}: {what}{plural(resolved.get('files'), 'file')}, "
+            f"{size_text(resolved.get('bytes'))}, {str(resolved.get('digest', ''))[:19]}...)")
 
 
 def submitted(service: JobService, job: Job, args) -> int:
     if not args.json:
         sys.stdout.write(job.id + "\n")
         sys.stdout.flush()
+        for resolved in job.inputs or []:  # what was pinned: a bare name became its latest version
+            sys.stderr.write(f"clusterlab: {clean(input_text(resolved))}\n")
     if args.follow:
         return follow_to_end(service, job, args)
     if args.json:
@@ -497,7 +624,7 @@ def submitted(service: JobService, job: Job, args) -> int:
 
 def cmd_jobs(service: JobService, args) -> int:
     service.refresh()
-    jobs, total = service.list(status=args.status, template=args.template, limit=args.limit)
+    jobs, total = service.list(status=args.status, template=args.template, project=args.project, limit=args.limit)
     if args.json:
         print_json({"jobs": [service.job_json(j) for j in jobs], "total": total}, sys.stdout)
         return EXIT_OK
@@ -608,12 +735,15 @@ def cmd_experiment_create(service: JobService, args) -> int:
                 "max_concurrent_trials", "max_restarts", "profile", "hours"):
         if getattr(args, key) is not None:
             request[key] = getattr(args, key)
+    request.update(inputs_and_project(args))
     experiment = experiments_of(service).create(request)
     if args.json:
         print_json(experiment, sys.stdout)
         return EXIT_OK
     sys.stdout.write(experiment["id"] + "\n")
     sys.stderr.write(f"clusterlab: experiment {experiment.get('name')}: {clean(experiment_summary(experiment))}\n")
+    for resolved in experiment.get("inputs") or []:  # pinned once, for every trial
+        sys.stderr.write(f"clusterlab: {clean(input_text(resolved))}\n")
     for note in experiment.get("notes") or []:
         sys.stderr.write(f"clusterlab: note: {clean(note)}\n")
     return EXIT_OK
@@ -621,7 +751,7 @@ def cmd_experiment_create(service: JobService, args) -> int:
 
 def cmd_experiments(service: JobService, args) -> int:
     service.refresh()
-    experiments, total = experiments_of(service).list(status=args.status, limit=args.limit)
+    experiments, total = experiments_of(service).list(status=args.status, project=args.project, limit=args.limit)
     if args.json:
         print_json({"experiments": experiments, "total": total}, sys.stdout)
         return EXIT_OK
@@ -688,7 +818,9 @@ def cmd_experiment_show(service: JobService, args) -> int:
         ("trials", f"{counts.get('trials', 0)}: " + ", ".join(
             f"{counts.get(k, 0)} {k}" for k in ("queued", "running", "completed", "pruned", "failed", "cancelled"))),
         ("created", created),
+        ("project", experiment.get("project") or "default"),
     ]
+    lines += [("input", input_text(resolved)) for resolved in experiment.get("inputs") or []]
     best = experiment.get("best")
     if best:
         at = f" at epoch {best['epoch']}" if best.get("epoch") is not None else ""
@@ -796,6 +928,156 @@ def cmd_experiment_csv(service: JobService, args) -> int:
     return EXIT_OK
 
 
+# ----- datasets and projects --------------------------------------------------------------
+
+
+def where_text(item: dict) -> str:
+    return "site" if item.get("shared") else "own"
+
+
+def ref_text(version: dict) -> str:
+    return f"{version.get('name')}:{version.get('version')}"
+
+
+def cmd_data_create(service: JobService, args) -> int:
+    # FOLDER as a terminal reads it: relative to the current folder (the service keeps it inside the user's roots)
+    request: dict[str, Any] = {"name": args.name, "folder": str(Path(args.folder).expanduser().absolute())}
+    if args.description is not None:
+        request["description"] = args.description
+    if args.project is not None:
+        request["project"] = args.project
+    version = service.datasets.create(request, site=args.site)
+    if args.json:
+        print_json(version, sys.stdout)
+        return EXIT_OK
+    sys.stdout.write(ref_text(version) + "\n")
+    sys.stderr.write(f"clusterlab: {'site ' if version.get('shared') else ''}dataset {ref_text(version)}: "
+                     f"{plural(version.get('files'), 'file')}, {size_text(version.get('bytes'))} "
+                     f"({size_text(version.get('new_bytes'))} new), {version.get('digest')}\n")
+    return EXIT_OK
+
+
+def cmd_data_ls(service: JobService, args) -> int:
+    datasets = service.datasets.list(project=args.project)
+    if args.json:
+        print_json({"datasets": datasets}, sys.stdout)
+        return EXIT_OK
+    if not datasets:
+        sys.stderr.write("clusterlab: no datasets" + (f" in project {args.project}" if args.project else "") +
+                         " (make one: clusterlab data create NAME FOLDER)\n")
+        return EXIT_OK
+    rows = []
+    for d in datasets:
+        latest = (d.get("versions") or [{}])[0]
+        rows.append([d.get("name"), d.get("latest"), len(d.get("versions") or []), latest.get("files"),
+                     size_text(latest.get("bytes")), d.get("project"), where_text(d),
+                     iso_local_time(latest.get("created")), d.get("description")])
+    print_table(["NAME", "LATEST", "VERSIONS", "FILES", "SIZE", "PROJECT", "WHERE", "CREATED", "DESCRIPTION"],
+                rows, sys.stdout)
+    return EXIT_OK
+
+
+def cmd_data_show(service: JobService, args) -> int:
+    name, number = args.ref
+    datasets = service.datasets
+    version = datasets.version(name, number)
+    manifest = datasets.manifest(name, version["version"]) if args.files else None
+    if args.json:
+        print_json({**version, "manifest": manifest} if manifest is not None else version, sys.stdout)
+        return EXIT_OK
+    numbers = [v.get("version") for v in datasets.get(name).get("versions") or []]
+    out = sys.stdout
+    owner = "a site dataset" if version.get("shared") else "your dataset"
+    out.write(f"{ref_text(version)} ({owner}, project {clean(version.get('project'))})\n")
+    lines = [
+        ("description", version.get("description") or ""),
+        ("size", f"{plural(version.get('files'), 'file')}, {size_text(version.get('bytes'))} "
+                 f"({size_text(version.get('new_bytes'))} stored anew by this version)"),
+        ("digest", version.get("digest")),
+        ("created", f"{iso_local_time(version.get('created'))} by {version.get('creator')}"),
+        ("source", version.get("source")),
+        ("path", version.get("path")),
+        ("versions", ", ".join(str(n) for n in numbers)),
+    ]
+    for label, text in lines:
+        out.write(f"{label + ':':<13}{clean(text)}\n")
+    used_by = version.get("used_by") or []
+    out.write("\n")
+    if used_by:
+        out.write("used by:\n")
+        print_table(["JOB", "NAME", "STATUS", "AS"],
+                    [[u.get("id"), u.get("name"), u.get("status"), f"input/{u.get('as')}"] for u in used_by], out)
+    else:
+        out.write("used by no job yet\n")
+    if manifest is not None:
+        out.write("\n")
+        print_table(["PATH", "SIZE", "SHA256"],
+                    [[f.get("path"), size_text(f.get("size")), str(f.get("sha256", ""))[:16]]
+                     for f in manifest.get("files") or []], out)
+    return EXIT_OK
+
+
+def cmd_data_rm(service: JobService, args) -> int:
+    name, number = args.ref
+    service.datasets.delete(name, number)
+    sys.stdout.write(f"{name}:{number} deleted\n")
+    return EXIT_OK
+
+
+def projects_of(service: JobService):
+    """The projects over this job service and its experiments (imported only by the project commands)."""
+    from .projects import ProjectService
+
+    return ProjectService(service, experiments_of(service))
+
+
+def cmd_projects(service: JobService, args) -> int:
+    service.refresh()
+    projects = projects_of(service).list()
+    if args.json:
+        print_json({"projects": projects}, sys.stdout)
+        return EXIT_OK
+    print_table(["NAME", "JOBS", "EXPERIMENTS", "DATASETS"],
+                [[p.get("name"), p.get("jobs"), p.get("experiments"), p.get("datasets")] for p in projects],
+                sys.stdout)
+    return EXIT_OK
+
+
+def inputs_cell(job: dict) -> str:
+    """A job's inputs in a table cell: ``data=shapes:2, model=job:<id>``."""
+    return ", ".join(f"{i.get('as')}=job:{i['job']}" if "job" in i else f"{i.get('as')}={i.get('dataset')}:"
+                     f"{i.get('version')}" for i in job.get("inputs") or [])
+
+
+def cmd_project_show(service: JobService, args) -> int:
+    service.refresh()
+    project = projects_of(service).get(args.name)
+    if args.json:
+        print_json(project, sys.stdout)
+        return EXIT_OK
+    out = sys.stdout
+    jobs, experiments, datasets = (project.get(k) or [] for k in ("jobs", "experiments", "datasets"))
+    out.write(f"project {clean(project.get('name'))}: {plural(len(jobs), 'job')}, "
+              f"{plural(len(experiments), 'experiment')}, {plural(len(datasets), 'dataset')}\n")
+    if jobs:
+        out.write("\njobs (newest first):\n")
+        print_table(["ID", "NAME", "TEMPLATE", "STATUS", "INPUTS", "USED BY"],
+                    [[j.get("id"), j.get("name"), j.get("template"), j.get("status"), inputs_cell(j),
+                      ", ".join(j.get("used_by") or [])] for j in jobs], out)
+    if experiments:
+        out.write("\nexperiments:\n")
+        print_table(["ID", "NAME", "TEMPLATE", "STATUS", "INPUTS", "METRIC", "BEST"],
+                    [[e.get("id"), e.get("name"), e.get("template"), e.get("status"), inputs_cell(e),
+                      e.get("metric"), best_text(e)] for e in experiments], out)
+    if datasets:
+        out.write("\ndatasets:\n")
+        print_table(["NAME", "LATEST", "VERSIONS", "SIZE", "DESCRIPTION"],
+                    [[d.get("name"), d.get("latest"), len(d.get("versions") or []),
+                      size_text(((d.get("versions") or [{}])[0]).get("bytes")), d.get("description")]
+                     for d in datasets], out)
+    return EXIT_OK
+
+
 # ----- the command line -------------------------------------------------------------------
 
 
@@ -845,6 +1127,15 @@ def build_parser() -> argparse.ArgumentParser:
                          help="a parameter, read by the template's type for KEY: numbers, true/false, "
                               "lists as a,b,c or a JSON array, objects as JSON (repeatable)")
 
+    def input_options(sub: argparse.ArgumentParser, what: str) -> None:
+        sub.add_argument("--input", type=input_ref, action="append", metavar="REF",
+                         help=f"{what}: a dataset version NAME[:VERSION][:AS] or an ended job's output job:ID[:AS], "
+                              "seen read-only at input/AS (repeatable; see below)")
+        sub.add_argument("--project", metavar="P", help="the project it belongs to (default: default)")
+
+    def project_filter(sub: argparse.ArgumentParser, what: str) -> None:
+        sub.add_argument("--project", metavar="P", help=f"only {what} of this project")
+
     def follow_option(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("-f", "--follow", action="store_true",
                          help="stream the log until the job ends; exit 0 if it completed, 1 otherwise")
@@ -860,12 +1151,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--profile", help="the instance size (default: the template's if it can run here, "
                                        "else the first that can; said on stderr)")
     sub.add_argument("--hours", type=float, help="the wall time in hours (default: the size's)")
+    input_options(sub, "an input")
+    sub.epilog = INPUT_EPILOG
     follow_option(sub)
     json_option(sub)
 
     sub = command("jobs", "list jobs, newest first (after asking the scheduler)", cmd_jobs)
     sub.add_argument("--status", choices=STATUSES, help="only jobs with this status")
     sub.add_argument("--template", metavar="TEMPLATE", help="only jobs of this template")
+    project_filter(sub, "jobs")
     sub.add_argument("--limit", type=int, default=DEFAULT_LIMIT, metavar="N",
                      help=f"at most N jobs, 1 to 1000 (default: {DEFAULT_LIMIT})")
     json_option(sub)
@@ -884,11 +1178,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--name", help="a new name (default: the same)")
     sub.add_argument("--profile", help="another instance size (default: the same)")
     sub.add_argument("--hours", type=float, help="another wall time in hours (default: the same)")
+    input_options(sub, "an input; any --input replaces the job's inputs (default: the same versions)")
+    sub.epilog = INPUT_EPILOG
     follow_option(sub)
     json_option(sub)
 
     sub = command("experiments", "list experiments (hyperparameter searches), newest first", cmd_experiments)
     sub.add_argument("--status", choices=EXPERIMENT_STATUSES, help="only experiments with this status")
+    project_filter(sub, "experiments")
     sub.add_argument("--limit", type=int, default=DEFAULT_LIMIT, metavar="N",
                      help=f"at most N experiments, 1 to 1000 (default: {DEFAULT_LIMIT})")
     json_option(sub)
@@ -935,6 +1232,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="restarts of a trial killed from outside (default: 5)")
     sub.add_argument("--profile", help="each trial's instance size (default: by the job form's rule)")
     sub.add_argument("--hours", type=float, help="each trial's wall time in hours (default: the size's)")
+    input_options(sub, "every trial's input, pinned once when the experiment is created")
     json_option(sub)
 
     sub = action("show", "show an experiment and its trials, best first", cmd_experiment_show)
@@ -971,6 +1269,57 @@ def build_parser() -> argparse.ArgumentParser:
                  cmd_experiment_csv)
     experiment_id(sub)
 
+    summary = "make, list, show and delete datasets: a folder's files frozen as numbered versions"
+    group = commands.add_parser("data", help=summary, description=summary, epilog=EPILOG, formatter_class=formatter)
+    data_actions = group.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    def data_action(name: str, summary: str, handler) -> argparse.ArgumentParser:
+        sub = data_actions.add_parser(name, help=summary, description=summary, epilog=EPILOG,
+                                      formatter_class=formatter)
+        sub.set_defaults(handler=handler)
+        add_location_options(sub, on_subcommand=True)
+        return sub
+
+    sub = data_action("create", "make a new version of a dataset from a folder's files; prints NAME:VERSION",
+                      cmd_data_create)
+    sub.add_argument("name", metavar="NAME", help="the dataset's name: letters, digits and underscores")
+    sub.add_argument("folder", metavar="FOLDER", help="the folder (relative to the current one) inside your "
+                                                     "workspace; unchanged files since the last version are not "
+                                                     "hashed or stored again")
+    sub.add_argument("--description", metavar="D", help="what it is (at most 2000 characters)")
+    sub.add_argument("--project", metavar="P", help="the project it belongs to (default: default)")
+    sub.add_argument("--site", action="store_true",
+                     help="a site dataset every user may read (needs write permission on the site's store)")
+    json_option(sub)
+
+    sub = data_action("ls", "list your datasets, then the site's, by name", cmd_data_ls)
+    project_filter(sub, "datasets")
+    json_option(sub)
+
+    sub = data_action("show", "show a version: size, digest, who made it, which jobs used it", cmd_data_show)
+    sub.add_argument("ref", type=dataset_ref, metavar="NAME[:VERSION]", help="the dataset (default: its latest "
+                                                                              "version)")
+    sub.add_argument("--files", action="store_true", help="also list its files (path, size, sha256)")
+    json_option(sub)
+
+    sub = data_action("rm", "delete a version (refused while an unfinished job uses it; its number is not reused)",
+                      cmd_data_rm)
+    sub.add_argument("ref", type=dataset_version_ref, metavar="NAME:VERSION", help="the version to delete")
+
+    sub = command("projects", "list projects with their counts of jobs, experiments and datasets", cmd_projects)
+    json_option(sub)
+
+    summary = "show a project: its jobs with their inputs and who used their outputs, experiments, datasets"
+    group = commands.add_parser("project", help=summary, description=summary, epilog=EPILOG,
+                                formatter_class=formatter)
+    project_actions = group.add_subparsers(dest="action", metavar="ACTION", required=True)
+    sub = project_actions.add_parser("show", help=summary, description=summary, epilog=EPILOG,
+                                     formatter_class=formatter)
+    sub.set_defaults(handler=cmd_project_show)
+    add_location_options(sub, on_subcommand=True)
+    sub.add_argument("name", metavar="NAME", help="the project's name (see: clusterlab projects)")
+    json_option(sub)
+
     sub = commands.add_parser(
         "demo-data", help="write small synthetic data sets the templates learn well",
         description="Write small synthetic data sets into DIR: shapes/ (image classification), "
@@ -1005,10 +1354,13 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 def error_text(e: JobError) -> str:
-    """``<field>: <message>``, without the message repeating the field (or its last part)."""
+    """``<field>: <message>``, without the message repeating the field, its last part or the entry it is in
+    (``inputs.0.job: inputs.0: no job ...`` reads ``inputs.0.job: no job ...``)."""
     message = e.message
     if e.field:
-        for prefix in (e.field, e.field.rsplit(".", 1)[-1]):
+        parts = e.field.split(".")
+        entries = [".".join(parts[:n]) for n in range(len(parts) - 1, 0, -1)]
+        for prefix in (e.field, parts[-1], *entries):
             if message.startswith(f"{prefix}: "):
                 message = message[len(prefix) + 2:]
                 break

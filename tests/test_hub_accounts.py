@@ -230,6 +230,49 @@ def test_alice_can_use_nothing_of_bobs_through_the_hub(hub):
     assert hub.server_model("bob")["ready"]
 
 
+def test_bobs_datasets_and_outputs_are_bobs_alone_through_every_api(hub):
+    bob_home = accounts.home_of("bob")
+    (bob_home / "private_data").mkdir(exist_ok=True)
+    accounts.write_as("bob", bob_home / "private_data" / "rows.csv", "x,y\n1,unpublished\n")
+    accounts.give("bob", bob_home / "private_data")
+    accounts.write_as("bob", bob_home / "writes.py", "open('model.pt', 'w').write('weights')\n")
+    bob = hub.api(hub.tokens["bob"])
+    bob_api = f"{hub.url}/user/bob/clusterlab/api"
+    made = bob.post(f"{bob_api}/datasets", json={"name": "secret_rows", "folder": "private_data"})
+    assert made.status_code == 201, made.text
+    output = run_job(hub, "bob", "writes.py")
+    assert output["status"] == "completed", output
+
+    alice = hub.api(hub.tokens["alice"])
+    alice_api = f"{hub.url}/user/alice/clusterlab/api"
+    alice_home = accounts.home_of("alice")
+    accounts.write_as("alice", alice_home / "probe.py", PROBE)
+    assert "secret_rows" not in alice.get(f"{alice_api}/datasets").text
+    assert alice.get(f"{alice_api}/datasets/secret_rows").status_code == 404
+    assert alice.delete(f"{alice_api}/datasets/secret_rows/1").status_code == 404
+    for inputs, field in [([{"dataset": "secret_rows"}], "inputs.0.dataset"),
+                          ([{"job": output["id"]}], "inputs.0.job")]:
+        refused = alice.post(f"{alice_api}/jobs", json={"template": "python-script", "name": "steal",
+                                                        "params": {"script": "probe.py"}, "inputs": inputs})
+        assert refused.status_code == 400 and refused.json()["field"] == field, refused.text
+    stolen = {"dataset": made.json()["path"] + "/rows.csv", "target": "y"}
+    by_path = alice.post(f"{alice_api}/jobs", json={"template": "tabular-train", "name": "steal", "params": stolen})
+    assert by_path.status_code == 400 and "outside your workspace" in by_path.json()["error"], by_path.text
+    # and not through bob's server: the hub lets nobody but bob in
+    for method, path in [("get", "/datasets"), ("get", "/datasets/secret_rows/1/files/rows.csv"),
+                         ("delete", "/datasets/secret_rows/1")]:
+        answer = getattr(alice, method)(f"{bob_api}{path}", allow_redirects=False)
+        assert answer.status_code in (302, 403, 404) and "unpublished" not in answer.text, (path, answer.status_code)
+    # from inside a job of alice's, bob's dataset store cannot even be opened
+    targets = [["read", made.json()["path"] + "/rows.csv"], ["list", made.json()["path"]]]
+    accounts.write_as("alice", alice_home / "targets.json", json.dumps(targets))
+    probe = run_job(hub, "alice", "probe.py", [str(alice_home / "targets.json")])
+    assert probe["status"] == "completed", job_log(hub, "alice", probe)
+    seen = json.loads(job_log(hub, "alice", probe).split("PROBE ", 1)[1].splitlines()[0])
+    assert seen[targets[0][1]] == seen[targets[1][1]] == "denied", seen
+    assert bob.get(f"{bob_api}/datasets/secret_rows/1/files/rows.csv").text == "x,y\n1,unpublished\n"
+
+
 # ----- system accounts --------------------------------------------------------------------
 
 

@@ -238,8 +238,9 @@ def test_unknown_and_malformed_names_and_versions(api):
 # ----- the file endpoint ----------------------------------------------------------------------
 
 
-def test_files_are_served_by_type_never_as_a_page(fetch, fetch_raw, api, workspace):
+def test_files_are_served_by_type_never_as_a_page(fetch, fetch_raw, api, workspace, monkeypatch):
     assert api("POST", "datasets", body={"name": "shapes", "folder": "shapes"})[0] == 201
+    monkeypatch.setattr("clusterlab_server.handlers.FILE_CHUNK_BYTES", 7)  # streamed in pieces, whole at the end
     for path, content_type, disposition in [
         ("circle/a.png", "image/png", "inline"),
         ("labels.csv", "text/csv; charset=utf-8", "inline"),

@@ -18,11 +18,13 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
 from jupyter_server.base.handlers import APIHandler
-from tornado import web
+from tornado import iostream, web
 
 from . import gpus
+from .datasets.service import DatasetService
 from .experiments.service import ExperimentService
 from .openapi import openapi_document
+from .projects import ProjectService
 from .service import JobError, JobService, check_name
 from .tensorboard import TensorBoardManager
 
@@ -317,7 +319,7 @@ class DatasetsBase(ClusterLabHandler):
     """Datasets: versions reading and hashing files, so every call runs off the event loop."""
 
     @property
-    def datasets(self):  # DatasetService
+    def datasets(self) -> DatasetService:
         return self.service.datasets
 
     @staticmethod
@@ -421,19 +423,22 @@ class DatasetFileHandler(DatasetsBase):
             kind = file_type(path)
             self.set_header("Content-Type", kind)
             self.set_header("X-Content-Type-Options", "nosniff")
-            self.set_header("Content-Length", str(await asyncio.to_thread(lambda: os.fstat(handle.fileno()).st_size)))
+            self.set_header("Content-Length", str(os.fstat(handle.fileno()).st_size))
             disposition = "inline" if kind != OCTET_STREAM else "attachment"
             self.set_header("Content-Disposition", f"{disposition}; filename*=UTF-8''{quote(PurePosixPath(path).name)}")
-            while chunk := await asyncio.to_thread(handle.read, FILE_CHUNK_BYTES):
-                self.write(chunk)
-                await self.flush()
+            try:
+                while chunk := await asyncio.to_thread(handle.read, FILE_CHUNK_BYTES):
+                    self.write(chunk)
+                    await self.flush()
+            except iostream.StreamClosedError:  # the browser went away mid-file
+                return
         # APIHandler.finish would set JSON over the file's type
         self.finish(set_content_type=kind)
 
 
 class ProjectsBase(ClusterLabHandler):
     @property
-    def projects(self):  # ProjectService
+    def projects(self) -> ProjectService:
         return self.settings["clusterlab_projects"]
 
 

@@ -129,6 +129,15 @@ export class DatasetsModel {
     return this._poll.refresh();
   }
 
+  /** Ask now and wait for the answer (`refresh` only schedules it): a link must find what it names. */
+  async reload(): Promise<void> {
+    try {
+      await this._refresh();
+    } catch {
+      // the error shows in the panel; the poll tries again
+    }
+  }
+
   dispose(): void {
     this._unselect();
     this._poll.dispose();

@@ -14,7 +14,7 @@ import * as React from 'react';
 
 import { IDataset, IDatasetVersion } from './api';
 import { DatasetsModel, IVersionDetail } from './datasetsModel';
-import { formatBytes, formatFiles, formatTime, shortDigest } from './format';
+import { formatBytes, formatFiles, formatTime, shortDigest, shortPath } from './format';
 import { datasetsIcon } from './icons';
 import { ActionButton, breakable, CommandIDs, flash } from './jobsPanel';
 import { ProjectFilter } from './projectFilter';
@@ -117,16 +117,22 @@ function VersionDetail(props: {
         <dd>
           <code title={version.digest}>{shortDigest(version.digest)}</code>
         </dd>
-        {version.new_bytes !== undefined && (
+        {version.new_bytes !== undefined && version.new_bytes < version.bytes && (
           <>
-            <dt>Stored anew</dt>
-            <dd>{formatBytes(version.new_bytes)} (the rest is shared with other versions)</dd>
+            <dt>New</dt>
+            <dd title="What this version stored; its other files are those of earlier versions, kept once">
+              {version.new_bytes === 0
+                ? 'nothing: its files are all in earlier versions'
+                : `${formatBytes(version.new_bytes)}, the rest as in earlier versions`}
+            </dd>
           </>
         )}
         {version.source && (
           <>
             <dt>From</dt>
-            <dd className="jp-clusterlab-version-source">{breakablePath(version.source)}</dd>
+            <dd className="jp-clusterlab-version-source" title={version.source}>
+              {breakablePath(shortPath(version.source))}
+            </dd>
           </>
         )}
       </dl>

@@ -1,3 +1,5 @@
+import { PageConfig } from '@jupyterlab/coreutils';
+
 /**
  * How sizes, counts, times and digests read in the panels: "12.3 MB",
  * "2,000 files", "2026-05-01 14:03", "1a2b3c4d".
@@ -47,4 +49,18 @@ export function datasetNameFor(folder: string): string {
   const base = folder.replace(/\/+$/, '').split('/').pop() ?? '';
   const name = base.replace(/[^A-Za-z0-9_]+/g, '_').replace(/^_+|_+$/g, '').slice(0, 100);
   return name || 'dataset';
+}
+
+/**
+ * A folder as short as it reads clearly in a sidebar: relative to the server's root when it is
+ * under it ("demo/shapes"), else its last parts ("…/workspace/demo/shapes"); the whole path goes
+ * in a tooltip. (The root is "~/…" when under the home, which the browser cannot expand.)
+ */
+export function shortPath(path: string, keep = 3): string {
+  const root = (PageConfig.getOption('serverRoot') || '').replace(/\/+$/, '');
+  if (root.startsWith('/') && path.startsWith(`${root}/`)) {
+    return path.slice(root.length + 1);
+  }
+  const parts = path.split('/').filter(part => part !== '');
+  return path.startsWith('/') && parts.length > keep ? `…/${parts.slice(-keep).join('/')}` : path;
 }

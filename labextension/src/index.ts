@@ -105,12 +105,18 @@ const plugin: JupyterFrontEndPlugin<void> = {
           rerunOf: rerun?.id ?? null,
           pickers,
           projects,
-          onSubmitted: () => {
+          onSubmitted: job => {
+            if (model.project && (job.project ?? 'default') !== model.project) {
+              model.project = null; // else the panel it shows would not list the new job
+            }
             void model.refresh();
             void projects.refresh();
             shell.activateById(panel.id);
           },
-          onExperiment: () => {
+          onExperiment: experiment => {
+            if (experiments.project && (experiment.project ?? 'default') !== experiments.project) {
+              experiments.project = null;
+            }
             void experiments.refresh();
             void model.refresh();
             void projects.refresh();
@@ -360,7 +366,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         shell.activateById(datasetsPanel.id);
         if (!datasets.byName(name)) {
           datasets.project = null; // a filter may hide it
-          await datasets.refresh();
+          await datasets.reload();
         }
         if (!datasets.byName(name)) {
           void showErrorMessage('ClusterLab', `There is no dataset ${name} (any more).`);
@@ -402,7 +408,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         if (datasets.project && datasets.project !== version.project) {
           datasets.project = null;
         }
-        await datasets.refresh();
+        await datasets.reload();
         void pickers.refresh(true);
         await commands.execute(CommandIDs.openDataset, { name: version.name, version: version.version });
       }
@@ -445,7 +451,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
           model.project = null; // a filter hides it
         }
         if (!jobById(id)) {
-          await model.refresh();
+          await model.reload();
         }
         await nextFrame();
         if (!panel.reveal(id)) {

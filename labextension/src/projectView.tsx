@@ -61,7 +61,6 @@ function JobRow(props: {
           <ul className="jp-clusterlab-inputs">
             {job.used_by.map(id => (
               <li key={id}>
-                <span className="jp-clusterlab-input-kind">to:</span>{' '}
                 <button className="jp-clusterlab-link" data-action="show-job" data-job-id={id} onClick={() => onJob(id)}>
                   {breakable(names.get(id) ?? id)}
                 </button>

@@ -207,12 +207,6 @@ def test_predict_takes_the_jobs_output_folder_and_a_folder_of_rows(tabular, tmp_
     assert done.returncode == 2 and f"error: {empty} holds no model.joblib" in done.stderr
 
 
-def test_the_training_templates_share_one_job_inputs_file():
-    copies = {path.parent.name: path.read_text() for path in (REPO / "templates").glob("*/job_inputs.py")}
-    assert set(copies) == {"image-classification-train", "object-detection-train", "tabular-train"}
-    assert len(set(copies.values())) == 1, "templates/*/job_inputs.py differ: copy the changed one to the others"
-
-
 # ----- notebook ------------------------------------------------------------------------
 
 

@@ -13,6 +13,9 @@ A template script starts with ``job = TrainingJob.from_environment()`` and gets:
   restored when the job is started again on the same output (after a kill, a
   node failure, a Slurm requeue), so that it ends with the same epoch count and
   its metrics and event files continue where they stopped;
+- ``job.given_as(key)`` and ``job.file_in(key, name, made_by)``: a parameter that names a dataset or an
+  earlier job's output (mounted read-only at ``input/<key>/``), as the user gave it, and the file a
+  template expects in such a folder (``model.pt``);
 - ``fail(message)``: stop before any training with a message a user understands.
 
 A user's own script (the ``python-script`` template) takes part with one line
@@ -137,6 +140,45 @@ class TrainingJob:
         """A path parameter: relative ones are in the workspace, as the job service checked."""
         value = Path(self.params[key])
         return value if value.is_absolute() else Path(os.environ.get("CLUSTERLAB_WORKSPACE", ".")) / value
+
+    # ----- inputs: a dataset, an earlier job's output, or a path ----------------------------------
+    # A parameter of format dataset or job-output takes a reference (shapes:2, shapes, job:<id>) or a path.
+    # For a reference the job service mounts the input read-only at <job>/input/<key>/ and params.json holds
+    # that folder; job.json keeps the reference as pinned, which is what messages show. An earlier job's
+    # output is a folder, so a parameter that names a file (a model) also takes a folder holding it.
+    # Nothing here writes: an input may be read-only.
+
+    def given_as(self, key: str) -> str:
+        """The parameter as the user gave it: the pinned reference (``job:<id>``, ``shapes:2``) for a mounted
+        input, else the path in params.json."""
+        value = str(self.params.get(key))
+        folder = os.environ.get("CLUSTERLAB_JOB_DIR")
+        if folder:
+            try:
+                recorded = json.loads((Path(folder) / "job.json").read_text()).get("params", {}).get(key)
+            except (OSError, ValueError, AttributeError):
+                recorded = None
+            if isinstance(recorded, str) and recorded != value:
+                return recorded
+        return value
+
+    def file_in(self, key: str, name: str, made_by: str) -> tuple[Path, str]:
+        """(the file, how to show it) for a parameter that names a file or a folder holding ``name`` (an
+        earlier job's output); fail() naming the parameter when there is no such file."""
+        if not self.params.get(key):
+            fail(f"{key}: missing (give a {made_by} job, job:<id>, or the path of its {name})")
+        shown, path = self.given_as(key), self.path(key)
+        if path.is_dir():
+            if (path / name).is_file():
+                return path / name, f"{shown.rstrip('/')}/{name}"
+            entries = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir()
+                             if not p.name.startswith("."))
+            has = f"it has {', '.join(entries[:6])}{', ...' if len(entries) > 6 else ''}" if entries else "it is empty"
+            fail(f"{key}: {shown} holds no {name} ({has}): give a {made_by} job that completed (job:<id>; its "
+                 f"output has {name}), the folder of such an output, or the path of a {name}")
+        if not path.is_file():
+            fail(f"{key}: {shown} does not exist (give a {made_by} job, job:<id>, or the path of its {name})")
+        return path, shown
 
     # ----- the device ----------------------------------------------------------------
 

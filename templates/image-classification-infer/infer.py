@@ -22,7 +22,6 @@ sys.path.insert(0, str(TRAIN))  # the model and the image reading are the traini
 
 from clusterlab_server.training import TrainingJob, fail, inference_inputs  # noqa: E402
 from data import ImageFiles  # noqa: E402
-from job_inputs import file_in, given_as  # noqa: E402
 
 
 def load_model(path: Path, shown: str):
@@ -47,7 +46,7 @@ def main() -> None:
     params = job.params
     batch_size = int(params.get("batch_size") or 64)
     # a folder (an earlier job's output, mounted read-only) holding model.pt, or the file itself
-    model_file, model_shown = file_in(job, "model", "model.pt", "image-classification-train")
+    model_file, model_shown = job.file_in("model", "model.pt", "image-classification-train")
     params["model"] = str(model_file)
     model_path, folder, files = inference_inputs(job, "image-classification-train")
 
@@ -63,7 +62,7 @@ def main() -> None:
     workers = job.loader_workers()
     loader = torch.utils.data.DataLoader(
         ImageFiles(files, [0] * len(files), size), batch_size=batch_size, num_workers=workers, pin_memory=cuda)
-    print(f"classifying {len(files)} images from {given_as(job, 'input')} with {model_shown} into "
+    print(f"classifying {len(files)} images from {job.given_as('input')} with {model_shown} into "
           f"{len(classes)} classes ({', '.join(classes)}) on {device}, {size}x{size}", flush=True)
 
     predicted, confidences = [], []

@@ -13,7 +13,7 @@ Runs in the job's output folder and writes there:
   size): all that ``image-classification-infer`` needs.
 
 ``dataset`` and ``weights`` may be inputs the job service mounted read-only (a
-dataset version, an earlier job's output: see job_inputs.py): nothing is written
+dataset version, an earlier job's output: see TrainingJob.file_in): nothing is written
 next to them.
 
 Bad input is reported before ``import torch``.
@@ -32,7 +32,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from clusterlab_server.training import TrainingJob, fail  # noqa: E402
 from data import DatasetError, ImageFiles, check_dataset  # noqa: E402
-from job_inputs import file_in, given_as  # noqa: E402
 
 DEFAULTS = {"epochs": 10, "batch_size": 32, "learning_rate": 0.001, "image_size": 64, "model_size": "small",
             "optimizer": "adamw", "seed": 0, "weights": None, "num_workers": None}
@@ -120,12 +119,12 @@ def main() -> None:
     if "dataset" not in job.params:
         fail("no dataset given: set dataset to a folder with train/<class>/ and val/<class>/ image folders")
     try:
-        data = check_dataset(job.path("dataset"), shown_as=given_as(job, "dataset"), workers=max(2, job.cpus))
+        data = check_dataset(job.path("dataset"), shown_as=job.given_as("dataset"), workers=max(2, job.cpus))
     except DatasetError as e:
         fail(str(e))
     weights, weights_shown = None, ""
     if p["weights"]:  # an earlier job of this template (its output: model.pt in it), a model.pt or a state_dict
-        weights, weights_shown = file_in(job, "weights", "model.pt", "image-classification-train")
+        weights, weights_shown = job.file_in("weights", "model.pt", "image-classification-train")
 
     import torch
     import torch.nn.functional as F

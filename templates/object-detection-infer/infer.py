@@ -26,7 +26,6 @@ TRAIN = HERE.parent / "object-detection-train"
 sys.path.insert(0, str(TRAIN))
 
 from clusterlab_server.training import TrainingJob, fail, inference_inputs  # noqa: E402
-from job_inputs import file_in, given_as  # noqa: E402
 
 DEFAULTS = {"score_threshold": 0.3, "batch_size": 32}
 
@@ -35,7 +34,7 @@ def main() -> None:
     job = TrainingJob.from_environment()
     params = {**DEFAULTS, **job.params}
     # a folder (an earlier job's output, mounted read-only) holding model.pt, or the file itself
-    model_file, model_shown = file_in(job, "model", "model.pt", "object-detection-train")
+    model_file, model_shown = job.file_in("model", "model.pt", "object-detection-train")
     job.params["model"] = str(model_file)
     model_path, folder, images = inference_inputs(job, "object-detection-train")
 
@@ -57,7 +56,7 @@ def main() -> None:
     classes, size, stride = info["classes"], info["image_size"], info["stride"]
     threshold = float(params["score_threshold"])
     print(f"model: {model_shown}, {len(classes)} classes ({', '.join(classes)}), {size}x{size} input; "
-          f"{len(images)} pictures of {given_as(job, 'input')} on {device}, score threshold {threshold}", flush=True)
+          f"{len(images)} pictures of {job.given_as('input')} on {device}, score threshold {threshold}", flush=True)
 
     drawn_root = job.output / "images"
     results: dict[str, list[dict]] = {}

@@ -8,7 +8,7 @@ and a checkpoint. Started again on the same output it continues after the last
 checkpoint. At the end: output/model.pt (see model.py), for object-detection-infer.
 
 ``dataset`` and ``weights`` may be inputs the job service mounted read-only (a
-dataset version, an earlier job's output: see job_inputs.py): nothing is
+dataset version, an earlier job's output: see TrainingJob.file_in): nothing is
 written next to them.
 """
 
@@ -26,7 +26,6 @@ sys.path.insert(0, str(HERE))
 
 from clusterlab_server.training import TrainingJob, fail  # noqa: E402
 from data import DataError, DetectionDataset, load_dataset, truth_boxes  # noqa: E402
-from job_inputs import file_in, given_as  # noqa: E402
 
 DEFAULTS = {
     "epochs": 15, "batch_size": 16, "learning_rate": 0.003, "optimizer": "adamw", "image_size": 96,
@@ -95,14 +94,14 @@ def main() -> None:
     image_size = int(params["image_size"])
     if image_size % 4:
         fail(f"image_size: {image_size} is not a multiple of 4")
-    dataset_shown = given_as(job, "dataset").rstrip("/")
+    dataset_shown = job.given_as("dataset").rstrip("/")
     try:
         classes, splits = load_dataset(job.path("dataset"), dataset_shown)
     except DataError as e:
         fail(str(e))
     weights, weights_shown = None, ""
     if params.get("weights"):  # an earlier job of this template (its output: model.pt in it), or a file
-        weights, weights_shown = file_in(job, "weights", "model.pt", "object-detection-train")
+        weights, weights_shown = job.file_in("weights", "model.pt", "object-detection-train")
     counts = {s: (len(v), sum(len(x.labels) for x in v)) for s, v in splits.items()}
     print(f"dataset: {len(classes)} classes ({', '.join(classes)}); "
           + "; ".join(f"{s}: {n} images, {b} boxes" for s, (n, b) in counts.items()), flush=True)

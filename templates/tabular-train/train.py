@@ -36,7 +36,6 @@ from pathlib import Path
 
 from clusterlab_server.training import InputError, TrainingJob, fail
 
-from job_inputs import given_as
 from tabular_input import (
     as_number,
     check_columns,
@@ -71,7 +70,7 @@ def main() -> None:
 def prepare(job: TrainingJob) -> dict:
     """Everything checked and decided before scikit-learn is imported."""
     p = job.params
-    shown, path = given_as(job, "dataset"), job.path("dataset")
+    shown, path = job.given_as("dataset"), job.path("dataset")
     if path.is_dir():  # a dataset version (or a folder): its CSV file
         path, shown = table_in(path, shown, p.get("csv_file") or "")
     elif p.get("csv_file"):

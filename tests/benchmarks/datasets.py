@@ -6,10 +6,14 @@
    (st_blocks of every file and folder new under the store, the version's folders included; beside it,
    how much the whole store grew).
 
+2. Starting a job with three inputs (dataset versions, pinned and mounted read-only at input/<as>/)
+   against the same job with none: the submit latency of each, alternating, and the difference of the
+   medians. Goal: <= 20 ms. The job is a python-script that exits at once, on the local backend.
+
 Runs anywhere (no Slurm, no server); the folder and the store lie on one file system, as a user's home
 and ``~/.clusterlab/datasets`` do.
 
-    .venv/bin/python tests/benchmarks/datasets.py [--files 2000] [--changed 20] [--rounds 5] [--dir /tmp]
+    .venv/bin/python tests/benchmarks/datasets.py [--files 2000] [--changed 20] [--rounds 5] [--pairs 20] [--dir /tmp]
 """
 
 from __future__ import annotations
@@ -125,16 +129,49 @@ def report_new_version(r: dict) -> bool:
     return r["ratio"] <= 0.05 and disk_fraction <= 0.05
 
 
+def bench_submit_inputs(tmp: Path, pairs: int) -> dict:
+    """Alternating submits of one job without inputs and one with three; their medians in seconds."""
+    service = service_in(tmp)
+    workspace = tmp / "workspace"
+    (workspace / "quick.py").write_text("pass\n")
+    for name in ("images", "labels", "weights"):
+        make_folder(workspace / f"{name}_src", 20, seed=len(name))
+        service.datasets.create({"name": name, "folder": f"{name}_src"})
+    inputs = [{"dataset": "images", "version": 1}, {"dataset": "labels"}, {"dataset": "weights", "as": "init"}]
+    request = {"template": "python-script", "name": "quick", "params": {"script": "quick.py"}}
+    service.submit(request)  # warm: the templates, the environment record, the imports
+    bare, mounted = [], []
+    for _ in range(pairs):
+        for times, extra in ((bare, {}), (mounted, {"inputs": inputs})):
+            start = time.perf_counter()
+            job = service.submit({**request, **extra})
+            times.append(time.perf_counter() - start)
+            assert len(job.inputs) == len(extra.get("inputs", []))
+    return {"pairs": pairs, "bare_s": statistics.median(bare), "inputs_s": statistics.median(mounted)}
+
+
+def report_submit_inputs(r: dict) -> bool:
+    difference = r["inputs_s"] - r["bare_s"]
+    print(f"submit latency, median of {r['pairs']} alternating pairs (local backend)")
+    print(f"  no inputs: {r['bare_s'] * 1000:8.1f} ms    three inputs: {r['inputs_s'] * 1000:8.1f} ms    "
+          f"difference {difference * 1000:.1f} ms (goal <= 20 ms)")
+    return difference <= 0.020
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=2000)
     parser.add_argument("--changed", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--pairs", type=int, default=20, help="submit pairs (none / three inputs)")
     parser.add_argument("--dir", default=None, help="where to make the folder and the store (default: the temp dir)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         (Path(tmp) / "workspace").mkdir()
         ok = report_new_version(bench_new_version(Path(tmp), args.files, args.changed, args.rounds))
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        (Path(tmp) / "workspace").mkdir()
+        ok = report_submit_inputs(bench_submit_inputs(Path(tmp), args.pairs)) and ok
     return 0 if ok else 1
 
 

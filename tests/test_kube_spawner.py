@@ -124,6 +124,23 @@ async def test_pod_manifest_of_every_profile_is_valid_and_sized(dummy_kubeconfig
     assert mounts["home"] == "/home/jovyan"
 
 
+async def test_the_sites_datasets_are_a_read_only_volume_of_the_server_and_named_to_its_jobs(dummy_kubeconfig):
+    spawner = new_spawner(image="registry.example.org/clusterlab/singleuser:1.0",
+                          site_datasets_claim="clusterlab-datasets", site_datasets_path="/srv/datasets")
+    manifest = await manifest_for(spawner, {"profile": "cpu-small"})
+    for version in KUBE_VERSIONS:
+        kubernetes_validate.validate(manifest, version, strict=True)
+    spec = manifest["spec"]
+    [container] = [c for c in spec["containers"] if c["name"] == "notebook"]
+    assert {"name": "site-datasets", "mountPath": "/srv/datasets", "readOnly": True} in container["volumeMounts"]
+    assert {"name": "site-datasets", "persistentVolumeClaim": {"claimName": "clusterlab-datasets",
+                                                                "readOnly": True}} in spec["volumes"]
+    env = spawner.get_env()
+    assert env["CLUSTERLAB_K8S_SITE_DATASETS_PVC"] == "clusterlab-datasets"
+    assert env["CLUSTERLAB_SITE_DATASETS"] == "/srv/datasets"
+    assert "CLUSTERLAB_K8S_SITE_DATASETS_PVC" not in new_spawner().get_env()  # none unless the site has one
+
+
 async def test_pvc_manifest_is_valid(dummy_kubeconfig):
     pvc = await as_dict(new_spawner().get_pvc_manifest())
     for version in KUBE_VERSIONS:

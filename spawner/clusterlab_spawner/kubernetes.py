@@ -62,6 +62,8 @@ def pod_settings(
     home_claim: str = "",
     home_mount_path: str = "/home/jovyan",
     enforce_wall_time: bool = True,
+    site_datasets_claim: str = "",
+    site_datasets_path: str = "/etc/clusterlab/datasets",
 ) -> dict:
     """A choice and the site's settings -> the KubeSpawner traits of the pod.
 
@@ -69,7 +71,8 @@ def pod_settings(
     (the spawner's configuration); the profile adds to them (node selector,
     tolerations, volumes) or replaces them (image). ``home_claim`` is the PVC
     name (a KubeSpawner template such as ``{pvc_name}`` is fine); '' mounts
-    no home volume.
+    no home volume. ``site_datasets_claim``: the site's shared datasets, mounted
+    read-only at ``site_datasets_path`` (the server lists them; its jobs mount them).
     """
     profile = choice.profile
     kube = profile.kubernetes
@@ -95,6 +98,10 @@ def pod_settings(
     if home_claim:
         pod_volumes.append({"name": "home", "persistentVolumeClaim": {"claimName": home_claim}})
         mounts.append({"name": "home", "mountPath": home_mount_path})
+    if site_datasets_claim:
+        pod_volumes.append({"name": "site-datasets",
+                            "persistentVolumeClaim": {"claimName": site_datasets_claim, "readOnly": True}})
+        mounts.append({"name": "site-datasets", "mountPath": site_datasets_path, "readOnly": True})
     settings.update(volumes=pod_volumes, volume_mounts=mounts)
     pod_config = dict(extra_pod_config or {})
     if enforce_wall_time:
@@ -226,6 +233,20 @@ class KubeClusterSpawner(ClusterSpawner, KubeSpawner):
         True,
         config=True,
         help="End the pod when the hours asked for are over (the pod's activeDeadlineSeconds).",
+    )
+
+    site_datasets_claim = Unicode(
+        "",
+        config=True,
+        help="""A ReadOnlyMany claim holding the site's shared datasets (docs/datasets.md): mounted
+        read-only at site_datasets_path in every user's server and in the job pods that use one.
+        Empty: no site datasets on Kubernetes.""",
+    )
+
+    site_datasets_path = Unicode(
+        "/etc/clusterlab/datasets",
+        config=True,
+        help="Where the site's datasets are mounted (CLUSTERLAB_SITE_DATASETS in the server).",
     )
 
     # ----- isolation: a namespace per user -----------------------------------------------
@@ -419,6 +440,8 @@ class KubeClusterSpawner(ClusterSpawner, KubeSpawner):
             home_claim="{pvc_name}" if self.home_volume else "",
             home_mount_path=self.home_mount_path,
             enforce_wall_time=self.enforce_wall_time,
+            site_datasets_claim=self.site_datasets_claim,
+            site_datasets_path=self.site_datasets_path,
         )
 
     async def load_user_options(self):
@@ -443,4 +466,7 @@ class KubeClusterSpawner(ClusterSpawner, KubeSpawner):
             env.update(CLUSTERLAB_K8S_SERVICE_ACCOUNT=self.service_account)
         if self.home_volume:
             env.update(CLUSTERLAB_K8S_HOME_PVC=self.pvc_name, CLUSTERLAB_K8S_HOME_PATH=self.home_mount_path)
+        if self.site_datasets_claim:
+            env.update(CLUSTERLAB_K8S_SITE_DATASETS_PVC=self.site_datasets_claim,
+                       CLUSTERLAB_SITE_DATASETS=self.site_datasets_path)
         return env

@@ -36,6 +36,7 @@ from clusterlab_spawner.options import OptionsError, validate_user_options
 from clusterlab_spawner.profiles import Profile, load_profiles
 
 from .backends import BackendError, make_backend
+from .datasets.store import remove_tree
 from .progress import MetricsFiles
 from .registry import Registry, Template
 from .store import DEFAULT_MAX_RESTARTS, FINAL, STATUSES, Job, JobStore, dumps, utcnow
@@ -79,22 +80,6 @@ def check_max_restarts(value: Any, field: str = "max_restarts") -> int:
 def check_project(value: Any, field: str = "project") -> str:
     """A project's name (the job-name rule); None means the default project."""
     return DEFAULT_PROJECT if value is None else check_name(value, field)
-
-
-def remove_folder(path: Path | str) -> None:
-    """``rm -rf``, also through the read-only ``input/`` folder a job's inputs are mounted in."""
-    def writable_and_again(function, failed, _error):
-        parent = Path(failed).parent
-        try:
-            parent.chmod(parent.stat().st_mode | 0o700)
-            function(failed)
-        except OSError:
-            pass
-
-    if sys.version_info >= (3, 12):
-        shutil.rmtree(path, onexc=writable_and_again)
-    else:
-        shutil.rmtree(path, onerror=writable_and_again)
 
 
 def check_page(limit: int, offset: int) -> None:
@@ -444,8 +429,8 @@ class JobService:
             self._write_folder(staging, folder, job, template, choice, params)
             staging.rename(folder)
         except BaseException:
-            remove_folder(staging)
-            remove_folder(folder)
+            remove_tree(staging)
+            remove_tree(folder)
             raise
         return self.launch(job)
 
@@ -455,10 +440,10 @@ class JobService:
         try:
             job.scheduler_id = self.backend.submit(job, folder / "job.sh", folder / "log.txt", self._job_environment())
         except BackendError as e:
-            remove_folder(folder)
+            remove_tree(folder)
             raise JobError(502, str(e), "profile") from None
         except BaseException:
-            remove_folder(folder)
+            remove_tree(folder)
             raise
         self.store.add(job)
         return job

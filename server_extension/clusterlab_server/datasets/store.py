@@ -209,17 +209,22 @@ class _Walk:
         return target, st
 
 
-def make_writable(folder: Path) -> None:
-    """Give back the owner's write bit on ``folder`` and every folder under it (a version's are 0555)."""
-    if not folder.exists() or folder.is_symlink():
+def make_writable(folder: Path | str) -> None:
+    """Give back the owner's write bit on ``folder`` and every folder under it (a version's are 0555, as is
+    a job's ``input/``); links (a job's inputs) are not followed: what they point to stays as it is."""
+    folder = Path(folder)
+    if not folder.is_dir() or folder.is_symlink():
         return
     os.chmod(folder, 0o700)
     for dirpath, dirnames, _ in os.walk(folder):
         for name in dirnames:
-            os.chmod(os.path.join(dirpath, name), 0o700, follow_symlinks=False)
+            path = os.path.join(dirpath, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o700)
 
 
-def remove_tree(folder: Path) -> None:
+def remove_tree(folder: Path | str) -> None:
+    """``rm -rf``, also through read-only folders."""
     make_writable(folder)
     shutil.rmtree(folder, ignore_errors=True)
 

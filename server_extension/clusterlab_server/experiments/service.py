@@ -19,7 +19,8 @@ from typing import Any
 from clusterlab_spawner.options import Choice
 
 from ..registry import Template
-from ..service import JobError, JobService, check_page, check_project, new_id, private_folder, remove_folder
+from ..service import JobError, JobService, check_page, check_project, new_id, private_folder
+from ..datasets.store import remove_tree
 from ..store import FINAL, Job, dumps, iso, utcnow
 from .controller import STATE_FILE, settings_to_json, trial_name
 from .spec import ExperimentSpec, validate_experiment
@@ -71,7 +72,7 @@ class ExperimentService:
             self._launch_controller(row, spec)
         except BaseException:
             self.store.delete(experiment_id)
-            remove_folder(folder)
+            remove_tree(folder)
             raise
         return self.experiment_json(self.get_row(experiment_id))
 
@@ -217,9 +218,9 @@ class ExperimentService:
         if not row.final or any(not j.final for j in trials) or (controller is not None and not controller.final):
             raise JobError(409, f"experiment {row.id} is still running: cancel it first", "id")
         for job in trials:
-            remove_folder(job.folder)
+            remove_tree(job.folder)
         self.jobs.store.delete([j.id for j in trials] + ([controller.id] if controller else []))
-        remove_folder(row.folder)
+        remove_tree(row.folder)
         self.store.delete(row.id)
 
     def rerun_best(self, experiment_id: Any, changes: Any) -> Job:

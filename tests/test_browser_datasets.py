@@ -77,6 +77,11 @@ def lab(tmp_path_factory):
     answer = server.call("POST", "datasets", json={"name": "shapes", "folder": "demo/shapes",
                                                    "description": "Circles, squares and triangles, one more circle"})
     assert answer.status_code == 201 and answer.json()["version"] == 2, answer.text
+    # a folder the server must refuse: a link inside it leads out of it
+    linked = demo / "linked"
+    linked.mkdir()
+    (linked / "notes.txt").write_text("a file of its own\n")
+    (linked / "passwords").symlink_to("/etc/passwd")
     settings = f"{server.url}/lab/api/settings/@clusterlab/labextension:plugin"
     answer = requests.put(settings, headers=server.headers, json={"raw": '{"refreshInterval": 1}'}, timeout=30)
     assert answer.status_code == 204, answer.text
@@ -208,6 +213,20 @@ def test_datasets_inputs_and_projects_in_a_browser(lab, chromium):
         page.locator(".jp-SideBar [data-id=filebrowser]").click()
         listing = page.locator(".jp-FileBrowser .jp-DirListing-content").first
         folder_item(page, listing, "demo").dblclick()
+        # a folder with a link out of it: the server's refusal goes beside the folder
+        folder_item(page, listing, "linked").click(button="right")
+        page.locator(".lm-Menu-item").filter(has_text="Make a dataset from this folder").click()
+        dialog = page.locator(".jp-clusterlab-dataset-dialog")
+        assert dialog.locator("#clusterlab-dataset-name").input_value() == "linked"
+        dialog.locator(".jp-mod-accept").click()
+        refusal = dialog.locator("[data-field=folder] .jp-clusterlab-error")
+        refusal.wait_for()
+        assert "passwords" in refusal.inner_text(), refusal.inner_text()
+        steps.shot("dataset-dialog-folder-refused")
+        dialog.locator(".jp-mod-reject").click()
+        dialog.wait_for(state="detached")
+        assert lab.call("GET", "datasets/linked").status_code == 404
+        # the one to make: its name comes from the folder's, made to fit the rule
         folder = folder_item(page, listing, "shapes-detection")
         folder.wait_for()
         folder.click(button="right")

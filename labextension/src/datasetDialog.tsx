@@ -89,7 +89,9 @@ export class DatasetForm extends ReactWidget {
     } catch (error) {
       const e = error as APIError;
       const field = e.field && FIELDS.includes(e.field) ? e.field : 'form';
-      this._errors = { [field]: e.message || String(error) };
+      // beside its field, the message need not start with the field's name ("folder: ...")
+      const message = (e.message || String(error)).replace(new RegExp(`^${field}: `), '');
+      this._errors = { [field]: message }; // as it is: it may start with a file's name
       return false;
     } finally {
       this._busy = false;

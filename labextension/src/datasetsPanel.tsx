@@ -59,7 +59,7 @@ function Preview(props: { detail: IVersionDetail }): JSX.Element | null {
       {preview.table && (
         <figure className="jp-clusterlab-preview-table">
           <figcaption>
-            First rows of <code>{breakablePath(preview.table.path)}</code>
+            First rows of <code>{breakablePath(preview.table.path)}</code> ({preview.table.header.length} columns)
           </figcaption>
           <div className="jp-clusterlab-preview-table-wrap" tabIndex={0} role="region" aria-label={`First rows of ${preview.table.path}`}>
             <table>

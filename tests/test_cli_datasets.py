@@ -14,7 +14,9 @@ import time
 
 import pytest
 from clusterlab_server import cli
+from clusterlab_server.experiments.store import ExperimentStore
 from clusterlab_server.service import JobError
+from clusterlab_server.store import JobStore
 from test_cli import Site
 
 READER = """\
@@ -31,6 +33,11 @@ pathlib.Path("model.txt").write_text("weights")
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     site = Site(tmp_path_factory.mktemp("cli-datasets"))
+    # the experiments' table made first, as Site does the jobs': commands side by side (projects, experiments)
+    # that all find none race to make it
+    jobs = JobStore(site.jobs_root / "jobs.sqlite")
+    ExperimentStore(jobs.engine)
+    jobs.engine.dispose()
     site.env["CLUSTERLAB_SITE_DATASETS"] = str(site.root / "site")
     shapes = site.workspace / "shapes"
     (shapes / "circle").mkdir(parents=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 
+from sqlalchemy.exc import OperationalError
 from sqlalchemy import JSON, DateTime, String, delete, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
@@ -43,7 +44,12 @@ class Experiment(Base):
 
 class ExperimentStore:
     def __init__(self, engine):
-        Experiment.__table__.create(engine, checkfirst=True)
+        try:
+            Experiment.__table__.create(engine, checkfirst=True)
+        except OperationalError as e:
+            # two processes (the server and a CLI, say) creating a new store's table at once
+            if "already exists" not in str(e):
+                raise
         self.session: sessionmaker[Session] = sessionmaker(engine, expire_on_commit=False)
 
     def add(self, experiment: Experiment) -> None:

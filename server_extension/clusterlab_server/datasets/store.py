@@ -25,7 +25,9 @@ errors naming the request's field.
 
 from __future__ import annotations
 
+import ctypes
 import errno
+import functools
 import fcntl
 import hashlib
 import json
@@ -207,6 +209,23 @@ class _Walk:
         if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
             raise Refused(f"{rel} points to {_describe(st.st_mode)}: only files and folders can be in a dataset")
         return target, st
+
+
+def sync_file_system(folder: Path) -> None:
+    """What was written on ``folder``'s file system is on disk (Linux's syncfs): a version made visible
+    after it never names an object that a power cut left empty. One call for all of a version's files,
+    where an fsync per file would wait for the disk once per file."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        if _libc().syncfs(fd) != 0:
+            os.fsync(fd)  # not Linux's syncfs: at least the folder
+    finally:
+        os.close(fd)
+
+
+@functools.cache
+def _libc():
+    return ctypes.CDLL(None, use_errno=True)
 
 
 def make_writable(folder: Path | str) -> None:
@@ -465,6 +484,7 @@ class DatasetStore:
             with self._locked(folder):
                 version = self._next(folder)
                 summary = self._finish(staged, {"name": name, "version": version, **header})
+                sync_file_system(staged.folder)
                 target = folder / str(version)
                 os.rename(staged.folder, target)
                 os.chmod(target, 0o555)
@@ -509,6 +529,7 @@ class DatasetStore:
         target = self.output_dir(job_id)
         try:
             summary = self._finish(staged, header)
+            sync_file_system(staged.folder)
             os.rename(staged.folder, target)
             os.chmod(target, 0o555)
         except OSError as e:

@@ -38,6 +38,20 @@ def chromium():
         browser.close()
 
 
+def new_page(browser, **context_options):
+    """A page in a fresh context at the stories' size (1400 × 900), each step waiting 30 s at most: (context, page)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, **context_options)
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    return context, page
+
+
+def open_lab(page, server) -> None:
+    """``server``'s JupyterLab with a fresh layout, once its launcher shows the templates' tiles."""
+    page.goto(f"{server.url}/lab?reset&token={server.token}")
+    page.locator(".jp-LauncherCard[data-category='Accelerated AI']").first.wait_for(timeout=60_000)
+
+
 class Steps:
     """Screenshots, numbered in the order the story takes them."""
 
@@ -68,6 +82,11 @@ def check_accessibility(page, where: str, include: list[str], steps: Steps) -> N
     report = "\n".join(axe_violations(page, include))
     (steps.folder / f"axe-{where}.txt").write_text(report or "no violations\n")
     assert not report, f"axe-core finds WCAG 2.1 AA violations on {where}:\n{report}"
+
+
+def fits(locator) -> bool:
+    """Nothing of it is cut or scrolls sideways."""
+    return locator.evaluate("e => e.scrollWidth <= e.clientWidth + 1")
 
 
 def show_sidebar_panel(page, panel_id: str, content: str) -> None:

@@ -36,7 +36,8 @@ from pathlib import Path
 import pytest
 import requests
 from browser_helpers import (  # noqa: F401 (chromium: a fixture)
-    REPO, Steps, check_accessibility, chromium, job_card, open_form, show_jobs_panel, show_sidebar_panel, watch_job,
+    REPO, Steps, check_accessibility, chromium, fits, job_card, new_page, open_form, open_lab, show_jobs_panel,
+    show_sidebar_panel, watch_job,
 )
 from jupyter_server_process import JupyterServer
 
@@ -121,11 +122,6 @@ def folder_item(page, listing, name: str):
         has=page.locator(".jp-DirListing-itemText", has_text=re.compile(rf"^{re.escape(name)}$")))
 
 
-def fits(locator) -> bool:
-    """Nothing of it is cut or scrolls sideways."""
-    return locator.evaluate("e => e.scrollWidth <= e.clientWidth + 1")
-
-
 def images_loaded(locator) -> int:
     """How many of the images under ``locator`` have been drawn (decoded, not broken)."""
     return locator.locator("img").evaluate_all("imgs => imgs.filter(i => i.complete && i.naturalWidth > 0).length")
@@ -152,13 +148,10 @@ def fill_train_form(form, name: str, epochs: int) -> None:
 
 def test_datasets_inputs_and_projects_in_a_browser(lab, chromium):
     started = time.monotonic()
-    context = chromium.new_context(viewport={"width": 1400, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(30_000)
+    context, page = new_page(chromium)
     steps = Steps(page, SHOTS)
     try:
-        page.goto(f"{lab.url}/lab?reset&token={lab.token}")
-        page.locator(".jp-LauncherCard[data-category='Accelerated AI']").first.wait_for(timeout=60_000)
+        open_lab(page, lab)
 
         # ----- the Datasets panel: own and shared, each version's facts --------------------------
         show_datasets_panel(page)

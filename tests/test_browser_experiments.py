@@ -5,16 +5,20 @@ server`` with the clusterlab extension, tests/jupyter_server_process.py, local
 backend) on `clusterlab demo-data`'s images:
 
 the image-classification-train form -> Search… -> learning_rate searched over
-three values (a grid), tiny trials (16-pixel images, 2 epochs) -> a value the
-form refuses, and one the server refuses, each beside its field -> start -> the
-Experiments panel follows it to the end -> the trials' cards in the Jobs panel
-say which experiment they belong to -> the experiment's view: its best trial,
-a table that sorts by any column, one learning curve per trial, the learning
-rate against the metric -> the trials as CSV -> rerun the best with more
-epochs -> every trial in one TensorBoard -> delete the experiment.
+three values (a grid), tiny trials (16-pixel images, 2 epochs) on a dataset's
+version, in a project -> a value the form refuses, and one the server refuses,
+each beside its field -> start -> the Experiments panel follows it to the end
+-> the trials' cards in the Jobs panel say which experiment they belong to ->
+the experiment's view: its project and its input (a link to the version in
+the Datasets panel), its best trial, a table that sorts by any column, one
+learning curve per trial, the learning rate against the metric -> the trials
+as CSV -> rerun the best with more epochs -> every trial in one TensorBoard ->
+a second experiment (through the API) that reads a trial's output: its view
+links to that job, its project's page lists both experiments with what they
+read -> delete both.
 
 axe-core checks the search form, the Experiments panel, the Jobs panel with
-trials and the view against WCAG 2.1 AA. Screenshots: test-artifacts/browser/experiments/ (git-ignored).
+trials and the views against WCAG 2.1 AA. Screenshots: test-artifacts/browser/experiments/ (git-ignored).
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ from pathlib import Path
 import pytest
 import requests
 from browser_helpers import (  # noqa: F401 (chromium: a fixture)
-    REPO, Steps, check_accessibility, chromium, job_card, open_form, show_jobs_panel, show_sidebar_panel,
+    REPO, Steps, check_accessibility, chromium, fits, job_card, new_page, open_form, open_lab, show_jobs_panel,
+    show_sidebar_panel,
 )
 from jupyter_server_process import JupyterServer
 
@@ -40,14 +45,17 @@ SHOTS = REPO / "test-artifacts" / "browser" / "experiments"
 CLUSTERLAB = Path(sys.executable).parent / "clusterlab"
 RATES = ["0.001", "0.003", "0.01"]
 NAME = "lr_grid"
+PROJECT = "vision"
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    """A JupyterLab whose panels refresh every second, with the demo images in its workspace."""
+    """A JupyterLab whose panels refresh every second, with the demo images in its workspace and a dataset of them."""
     server = JupyterServer(tmp_path_factory.mktemp("browser-experiments"), poll_interval=0.5).start()
     subprocess.run([str(CLUSTERLAB), "demo-data", str(server.workspace / "demo")], check=True,
                    capture_output=True, timeout=120)
+    answer = server.call("POST", "datasets", json={"name": "shapes", "folder": "demo/shapes"})
+    assert answer.status_code == 201, answer.text
     settings = f"{server.url}/lab/api/settings/@clusterlab/labextension:plugin"
     answer = requests.put(settings, headers=server.headers, json={"raw": '{"refreshInterval": 1}'}, timeout=30)
     assert answer.status_code == 204, answer.text
@@ -101,20 +109,12 @@ def sort_by(page, key: str, ascending: bool) -> None:
     assert header.get_attribute("aria-sort") == want
 
 
-def fits(locator) -> bool:
-    """Nothing of it is cut or scrolls sideways."""
-    return locator.evaluate("e => e.scrollWidth <= e.clientWidth + 1")
-
-
 def test_an_experiment_from_the_form_to_its_view(lab, chromium):
     started = time.monotonic()
-    context = chromium.new_context(viewport={"width": 1400, "height": 900}, accept_downloads=True)
-    page = context.new_page()
-    page.set_default_timeout(30_000)
+    context, page = new_page(chromium, accept_downloads=True)
     steps = Steps(page, SHOTS)
     try:
-        page.goto(f"{lab.url}/lab?reset&token={lab.token}")
-        page.locator(".jp-LauncherCard[data-category='Accelerated AI']").first.wait_for(timeout=60_000)
+        open_lab(page, lab)
 
         # ----- the form's search mode ------------------------------------------------------
         open_form(page, "Image classification (train)")
@@ -165,6 +165,9 @@ def test_an_experiment_from_the_form_to_its_view(lab, chromium):
         refusal.wait_for()
         assert "no_such_folder" in refusal.inner_text(), refusal.inner_text()
         form.locator("#clusterlab-search-dataset-mode").select_option("fixed")
+        # every trial reads the same dataset version, and belongs to a project
+        form.locator("#root_dataset").fill("shapes:1")
+        form.locator("#clusterlab-job-project").fill(PROJECT)
         # and more trials at once than the quota
         assert "3 points" in form.locator("[data-field=max_trials]").inner_text()
         form.locator("#clusterlab-max-concurrent").fill("999")
@@ -238,8 +241,26 @@ def test_an_experiment_from_the_form_to_its_view(lab, chromium):
         sort_by(page, "value", ascending=True)
         assert column(page, "value") == sorted(column(page, "value"), key=float)
         assert fits(page.locator(".jp-clusterlab-trial-table-wrap"))
+        # its project, and what every trial read: the version the form named, pinned, with its digest
+        recorded = lab.call("GET", f"experiments/{experiment_id}").json()
+        assert recorded["project"] == PROJECT and recorded["inputs"] == []
+        assert [(u["dataset"], u["version"], u["as"], u["param"]) for u in recorded["uses"]] == [
+            ("shapes", 1, "dataset", "dataset")]
+        assert facts.locator("[data-fact=project]").inner_text() == PROJECT
+        item = facts.locator("[data-fact=inputs] .jp-clusterlab-input")
+        assert item.count() == 1 and item.get_attribute("data-input") == "shapes:1"
+        digest = recorded["uses"][0]["digest"].removeprefix("sha256:")[:8]
+        assert item.inner_text().replace("\n", "") == f"dataset ← shapes:1 {digest}", item.inner_text()
         check_accessibility(page, "experiment-view", [".jp-clusterlab-experiment-panel"], steps)
         steps.shot("experiment-view")
+        # the input leads to its version in the Datasets panel, which says the trials used it
+        item.locator("button").click()
+        page.locator(".jp-clusterlab-datasets").wait_for(state="visible")
+        detail = page.locator(".jp-clusterlab-dataset[data-dataset=shapes] .jp-clusterlab-version[data-version='1'] "
+                              ".jp-clusterlab-version-detail")
+        detail.locator(f".jp-clusterlab-used-by li[data-job-id='{trials[0]['job_id']}']").wait_for()
+        assert fits(page.locator(".jp-clusterlab-datasets-panel")) and fits(detail)
+        steps.shot("dataset-used-by-trials")
 
         # ----- the trials as CSV ------------------------------------------------------------------
         with page.expect_download() as download:
@@ -266,6 +287,57 @@ def test_an_experiment_from_the_form_to_its_view(lab, chromium):
         assert page.locator(".jp-clusterlab-tensorboard iframe").last.get_attribute("src")
         assert set(lab.call("GET", "tensorboard").json()["jobs"]) == {trial["job_id"] for trial in trials}
         lab.call("DELETE", "tensorboard")
+
+        # ----- an experiment that reads a trial's output: its view links to that job -----------------
+        source = next(trial for trial in trials if trial["trial"] == best["trial"])
+        answer = lab.call("POST", "experiments", json={
+            "template": "image-classification-train", "name": "from_a_trial", "project": PROJECT,
+            "params": {"dataset": "shapes:1", "epochs": 1, "image_size": 16}, "search": {"learning_rate": [0.01]},
+            "searcher": "grid", "metric": "val_accuracy", "inputs": [{"job": source["job_id"], "as": "warm"}]})
+        assert answer.status_code == 201, answer.text
+        second = answer.json()
+        assert second["inputs"] == [{"job": source["job_id"], "as": "warm"}]  # pinned as the request named it
+        show_experiments_panel(page)
+        experiment_card(page, second["id"]).locator("[data-action=open]").click()
+        view2 = page.locator(f".jp-clusterlab-experiment-page[data-experiment-id='{second['id']}']")
+        view2.wait_for()
+        listed = view2.locator("[data-fact=inputs] .jp-clusterlab-input")
+        listed.nth(1).wait_for()
+        assert listed.evaluate_all("i => i.map(e => e.dataset.input)") == [f"job:{source['job_id']}", "shapes:1"]
+        job_input = view2.locator(f".jp-clusterlab-input[data-input='job:{source['job_id']}']")
+        text = job_input.inner_text().replace("\n", "")
+        assert text.startswith(f"warm ← job {source['name']} "), text
+        check_accessibility(page, "experiment-view-inputs", [".jp-clusterlab-experiment-panel"], steps)
+        steps.shot("experiment-view-inputs")
+        view2.locator(".jp-clusterlab-experiment-facts").screenshot(path=steps.folder / "experiment-facts-inputs.png")
+        job_input.locator("button").click()  # leads to the trial's card in the Jobs panel
+        page.wait_for_function(f"document.querySelector(\".jp-clusterlab-job[data-job-id='{source['job_id']}']\")"
+                               "?.classList.contains('jp-mod-highlight')", timeout=5_000)
+        # its project's page lists both experiments, each with what it read
+        view2.locator("[data-fact=project] button").click()
+        project_page = page.locator(f".jp-clusterlab-project-page[data-project={PROJECT}]")
+        project_page.wait_for()
+        on_page = project_page.locator(f".jp-clusterlab-project-experiments [data-experiment-id='{second['id']}']")
+        on_page.wait_for()
+        assert on_page.locator(f".jp-clusterlab-input[data-input='job:{source['job_id']}']").count() == 1
+        assert project_page.locator(f".jp-clusterlab-project-experiments [data-experiment-id='{experiment_id}'] "
+                                    ".jp-clusterlab-input[data-input='shapes:1']").count() == 1
+        check_accessibility(page, "project-page", [".jp-clusterlab-project-panel"], steps)
+        steps.shot("project-page-experiments")
+        # ended, it goes from its view (which closes with it)
+        show_experiments_panel(page)
+        assert wait_until_ended(page, second["id"])[-1].startswith("completed"), lab.call(
+            "GET", f"experiments/{second['id']}").text
+        # (the server refuses to delete it until its controller job has ended too, a moment later)
+        deadline = time.monotonic() + 30
+        while lab.call("GET", f"experiments/{second['id']}").json()["controller"]["status"] not in {
+                "completed", "failed", "cancelled"} and time.monotonic() < deadline:
+            time.sleep(0.25)
+        page.locator(".lm-TabBar-tab").filter(has_text="Experiment: from_a_trial").click()
+        view2.locator("[data-action=delete]").click()
+        page.locator(".jp-Dialog .jp-mod-warn").click()
+        view2.wait_for(state="detached")
+        assert lab.call("GET", f"experiments/{second['id']}").status_code == 404
 
         # ----- delete it, once ended --------------------------------------------------------------
         show_experiments_panel(page)

@@ -108,6 +108,16 @@ export interface IInput {
   files: number;
   bytes: number;
   path?: string;
+  /** the parameter that named it (its value in params is the reference: "shapes:2", "job:<id>") */
+  param?: string;
+}
+
+/** An input as a request names it, pinned: a dataset's version, or a job's output. */
+export interface IInputEntry {
+  as: string;
+  dataset?: string;
+  version?: number;
+  job?: string;
 }
 
 /** A job that read a dataset's version (`GET datasets/{name}/{version}`). */
@@ -313,8 +323,12 @@ export interface IExperiment {
   controller?: { status: string; job_id: string; restarts: number; heartbeat: string | null } | null;
   /** `GET experiments/{id}` only */
   trials?: ITrial[];
+  /** the project its trials belong to ("default" unless one was given) */
   project?: string;
-  inputs?: IInput[];
+  /** every trial's inputs as the request named them, pinned to their versions */
+  inputs?: IInputEntry[];
+  /** what every trial mounts, resolved (with digests): the inputs, and those the fixed parameters name */
+  uses?: IInput[];
 }
 
 /** A refusal by the server: the message, and the field it names ("params.epochs", "name", ...). */
@@ -326,6 +340,11 @@ export class APIError extends Error {
   ) {
     super(message);
   }
+}
+
+/** What went wrong, in the server's words (an APIError's message), for a panel to show. */
+export function errorText(error: unknown): string {
+  return (error as APIError).message ?? String(error);
 }
 
 async function request(path: string, init: RequestInit): Promise<Response> {

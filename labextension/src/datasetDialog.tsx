@@ -13,6 +13,7 @@ import * as React from 'react';
 import { APIError, IDatasetVersion } from './api';
 import { DatasetsModel } from './datasetsModel';
 import { datasetNameFor } from './format';
+import { ProjectInput } from './projectFilter';
 import { DEFAULT_PROJECT, ProjectsModel } from './projectsModel';
 import { NAME_RULE, NAME_RULE_TEXT } from './templateForm';
 
@@ -33,6 +34,19 @@ function FieldError(props: { field: string; errors: Errors }): JSX.Element | nul
       {message}
     </div>
   ) : null;
+}
+
+/** A box of the form with its label, a line of help, and why it was refused. */
+function Field(props: { field: string; label: string; errors: Errors; help?: string; children: React.ReactNode }): JSX.Element {
+  const { field, label, errors, help, children } = props;
+  return (
+    <div className="jp-clusterlab-field" data-field={field}>
+      <label htmlFor={`clusterlab-dataset-${field}`}>{label}</label>
+      {children}
+      {help && <div className="jp-clusterlab-help">{help}</div>}
+      <FieldError field={field} errors={errors} />
+    </div>
+  );
 }
 
 /** The dialog's body: the fields, their errors, and the request it sends. */
@@ -111,8 +125,15 @@ export class DatasetForm extends ReactWidget {
       this.update();
     };
     const existing = this.datasets.byName(values.name);
-    const invalid = (field: string) =>
-      errors[field] ? { 'aria-invalid': true, 'aria-describedby': `clusterlab-dataset-${field}-error` } : {};
+    // what each box of the form takes alike: its id, its value, and whether it was refused
+    const control = (field: keyof IValues) => ({
+      id: `clusterlab-dataset-${field}`,
+      className: 'jp-mod-styled',
+      value: values[field],
+      disabled: this._busy,
+      onChange: (e: React.ChangeEvent<HTMLInputElement | HTMLTextAreaElement>) => set({ [field]: e.target.value }),
+      ...(errors[field] ? { 'aria-invalid': true, 'aria-describedby': `clusterlab-dataset-${field}-error` } : {})
+    });
     return (
       <div className="jp-clusterlab-dataset-fields">
         <div className="jp-clusterlab-field" data-field="folder">
@@ -121,56 +142,24 @@ export class DatasetForm extends ReactWidget {
           <div className="jp-clusterlab-help">Its files are frozen as they are now: later changes make a new version.</div>
           <FieldError field="folder" errors={errors} />
         </div>
-        <div className="jp-clusterlab-field" data-field="name">
-          <label htmlFor="clusterlab-dataset-name">Name</label>
-          <input
-            id="clusterlab-dataset-name"
-            className="jp-mod-styled"
-            value={values.name}
-            disabled={this._busy}
-            onChange={e => set({ name: e.target.value })}
-            {...invalid('name')}
-          />
-          <div className="jp-clusterlab-help">
-            {existing && !existing.shared
+        <Field
+          field="name"
+          label="Name"
+          errors={errors}
+          help={
+            existing && !existing.shared
               ? `${values.name} exists (latest v${existing.latest}): this makes a new version.`
-              : `Use ${NAME_RULE_TEXT}.`}
-          </div>
-          <FieldError field="name" errors={errors} />
-        </div>
-        <div className="jp-clusterlab-field" data-field="description">
-          <label htmlFor="clusterlab-dataset-description">Description</label>
-          <textarea
-            id="clusterlab-dataset-description"
-            className="jp-mod-styled"
-            rows={2}
-            maxLength={2000}
-            value={values.description}
-            disabled={this._busy}
-            placeholder="what it holds, where it came from"
-            onChange={e => set({ description: e.target.value })}
-            {...invalid('description')}
-          />
-          <FieldError field="description" errors={errors} />
-        </div>
-        <div className="jp-clusterlab-field" data-field="project">
-          <label htmlFor="clusterlab-dataset-project">Project</label>
-          <input
-            id="clusterlab-dataset-project"
-            className="jp-mod-styled"
-            list="clusterlab-dataset-projects"
-            value={values.project}
-            disabled={this._busy}
-            onChange={e => set({ project: e.target.value })}
-            {...invalid('project')}
-          />
-          <datalist id="clusterlab-dataset-projects">
-            {this.projects.names.map(name => (
-              <option key={name} value={name} />
-            ))}
-          </datalist>
-          <FieldError field="project" errors={errors} />
-        </div>
+              : `Use ${NAME_RULE_TEXT}.`
+          }
+        >
+          <input {...control('name')} />
+        </Field>
+        <Field field="description" label="Description" errors={errors}>
+          <textarea {...control('description')} rows={2} maxLength={2000} placeholder="what it holds, where it came from" />
+        </Field>
+        <Field field="project" label="Project" errors={errors}>
+          <ProjectInput {...control('project')} names={this.projects.names} />
+        </Field>
         {this._busy && <div className="jp-clusterlab-help jp-clusterlab-busy">Making the dataset: reading and hashing its files…</div>}
         {errors.form && (
           <div className="jp-clusterlab-error" data-field="form" role="alert">

@@ -4,12 +4,9 @@
  * user selected: its record with the jobs that used it, and its preview (the
  * images fetched once, as object URLs, with the server's auth).
  */
-import { Poll } from '@lumino/polling';
-import { ISignal, Signal } from '@lumino/signaling';
-
 import {
-  APIError,
   encodePath,
+  errorText,
   IDataset,
   IDatasetPreview,
   IDatasetRequest,
@@ -18,6 +15,7 @@ import {
   requestAPI,
   requestBlob
 } from './api';
+import { PolledList } from './serverList';
 
 export interface ISelection {
   name: string;
@@ -39,57 +37,16 @@ export function versionPath(name: string, version: number): string {
   return `datasets/${encodeURIComponent(name)}/${version}`;
 }
 
-export class DatasetsModel {
-  private _datasets: IDataset[] = [];
-  private _error = '';
-  private _loaded = false;
-  private _project: string | null = null;
+export class DatasetsModel extends PolledList<IDataset> {
   private _selected: ISelection | null = null;
   private _detail: IVersionDetail | null = null;
-  private _changed = new Signal<this, void>(this);
-  private _poll: Poll;
 
   constructor(intervalSeconds = 5) {
-    this._poll = new Poll({
-      factory: () => this._refresh(),
-      frequency: { interval: intervalSeconds * 1000, backoff: true, max: 60 * 1000 },
-      standby: 'when-hidden',
-      name: 'clusterlab:datasets'
-    });
+    super('datasets', 'datasets', intervalSeconds);
   }
 
   get datasets(): IDataset[] {
-    return this._datasets;
-  }
-
-  get loaded(): boolean {
-    return this._loaded;
-  }
-
-  get error(): string {
-    return this._error;
-  }
-
-  get changed(): ISignal<this, void> {
-    return this._changed;
-  }
-
-  /** Only this project's datasets (null: all). */
-  get project(): string | null {
-    return this._project;
-  }
-
-  set project(project: string | null) {
-    if (project !== this._project) {
-      this._project = project;
-      this._loaded = false;
-      this._changed.emit();
-      void this.refresh();
-    }
-  }
-
-  set interval(seconds: number) {
-    this._poll.frequency = { ...this._poll.frequency, interval: Math.max(1, seconds) * 1000 };
+    return this.items;
   }
 
   get selected(): ISelection | null {
@@ -101,7 +58,7 @@ export class DatasetsModel {
   }
 
   byName(name: string): IDataset | undefined {
-    return this._datasets.find(d => d.name === name);
+    return this.items.find(d => d.name === name);
   }
 
   /** Show ``version`` of ``name`` (null: its latest); the same again closes it. */
@@ -125,22 +82,9 @@ export class DatasetsModel {
     }
   }
 
-  refresh(): Promise<void> {
-    return this._poll.refresh();
-  }
-
-  /** Ask now and wait for the answer (`refresh` only schedules it): a link must find what it names. */
-  async reload(): Promise<void> {
-    try {
-      await this._refresh();
-    } catch {
-      // the error shows in the panel; the poll tries again
-    }
-  }
-
   dispose(): void {
     this._unselect();
-    this._poll.dispose();
+    super.dispose();
   }
 
   async create(request: IDatasetRequest): Promise<IDatasetVersion> {
@@ -155,7 +99,7 @@ export class DatasetsModel {
       await requestAPI<void>(versionPath(name, version), { method: 'DELETE' });
     } catch (error) {
       if (this._detail && this._selected?.name === name && this._selected.version === version) {
-        this._detail.deleteError = (error as APIError).message ?? String(error);
+        this._detail.deleteError = errorText(error);
         this._changed.emit();
       }
       return false;
@@ -173,18 +117,8 @@ export class DatasetsModel {
     this._detail = null;
   }
 
-  private async _refresh(): Promise<void> {
-    try {
-      const query = this._project ? `?project=${encodeURIComponent(this._project)}` : '';
-      const answer = await requestAPI<{ datasets: IDataset[] }>(`datasets${query}`);
-      this._datasets = answer.datasets;
-      this._loaded = true;
-      this._error = '';
-    } catch (error) {
-      this._error = (error as APIError).message ?? String(error);
-      this._changed.emit();
-      throw error; // the Poll backs off
-    }
+  /** The selected version again (who used it moves), unless it is gone from the list. */
+  protected async afterRefresh(): Promise<void> {
     if (this._selected) {
       const { name, version } = this._selected;
       if (!this.byName(name)?.versions.some(v => v.version === version)) {
@@ -193,7 +127,6 @@ export class DatasetsModel {
         await this._loadDetail(false);
       }
     }
-    this._changed.emit();
   }
 
   /** The version's record (again each round: who used it moves) and, the first time, its preview. */
@@ -234,7 +167,7 @@ export class DatasetsModel {
       }
     } catch (error) {
       if (current()) {
-        detail.error = (error as APIError).message ?? String(error);
+        detail.error = errorText(error);
       }
     }
     if (current()) {

@@ -1,9 +1,10 @@
 /**
- * One experiment in the main area: what it searches and how (searcher, early
- * stopping, metric, budget), its best trial and what to do with it (rerun with
- * more epochs, the trials as CSV, TensorBoard over the trials), the learning
- * curves and the parameters against the metric, and a table of the trials that
- * sorts by any column. It follows the experiment while it runs (the model
+ * One experiment in the main area: its project and inputs (each a link, as on
+ * a job's card), what it searches and how (searcher, early stopping, metric,
+ * budget), its best trial and what to do with it (rerun with more epochs, the
+ * trials as CSV, TensorBoard over the trials), the learning curves and the
+ * parameters against the metric, and a table of the trials that sorts by any
+ * column. It follows the experiment while it runs (the model
  * polls it) and stays as it ended.
  */
 import { ReactWidget, UseSignal } from '@jupyterlab/ui-components';
@@ -12,12 +13,15 @@ import * as React from 'react';
 
 import { IExperiment, IProfile, ITemplate, ITrial } from './api';
 import { tick } from './axes';
+import { counted } from './format';
 import { formatValue, LearningCurves, ParamScatter, ScatterLegend, trialColor } from './experimentCharts';
 import { ExperimentsModel, isEnded } from './experimentsModel';
 import { ICatalog } from './jobsModel';
 import { CountsLine } from './experimentsPanel';
 import { experimentsIcon, logIcon } from './icons';
-import { ActionButton, CommandIDs } from './jobsPanel';
+import { InputsList } from './inputs';
+import { ActionButton, breakable, CommandIDs } from './jobsPanel';
+import { DEFAULT_PROJECT } from './projectsModel';
 
 type SortKey = 'trial' | 'status' | 'value' | 'epoch' | 'restarts' | `param:${string}`;
 
@@ -55,8 +59,40 @@ function searchText(spec: any): string {
   return parts.join(', ');
 }
 
-function Header(props: { experiment: IExperiment; template?: ITemplate; profile?: IProfile }): JSX.Element {
-  const { experiment: e, template, profile } = props;
+/** The experiment's project (a link to its page) and what every trial mounts, as a job's card lists its inputs. */
+function Provenance(props: { experiment: IExperiment; commands: CommandRegistry }): JSX.Element {
+  const { experiment: e, commands } = props;
+  const project = e.project ?? DEFAULT_PROJECT;
+  return (
+    <>
+      <dt>Project</dt>
+      <dd data-fact="project">
+        <button
+          className="jp-clusterlab-link"
+          data-action="open-project"
+          title={`Open the page of project ${project}`}
+          onClick={() => void commands.execute(CommandIDs.openProject, { name: project })}
+        >
+          {breakable(project)}
+        </button>
+      </dd>
+      <dt>Inputs</dt>
+      <dd data-fact="inputs">
+        {e.uses?.length ? (
+          <>
+            <InputsList inputs={e.uses} commands={commands} />
+            <div className="jp-clusterlab-help">Every trial reads these versions, pinned when the experiment started.</div>
+          </>
+        ) : (
+          <span className="jp-clusterlab-help">none</span>
+        )}
+      </dd>
+    </>
+  );
+}
+
+function Header(props: { experiment: IExperiment; template?: ITemplate; profile?: IProfile; commands: CommandRegistry }): JSX.Element {
+  const { experiment: e, template, profile, commands } = props;
   const best = e.best;
   const stopping =
     e.early_stopping === 'none' ? 'no early stopping' : `early stopping ${e.early_stopping} (divisor ${e.divisor}, ${e.max_rungs} rungs)`;
@@ -64,6 +100,7 @@ function Header(props: { experiment: IExperiment; template?: ITemplate; profile?
     <dl className="jp-clusterlab-experiment-facts">
       <dt>Template</dt>
       <dd>{template?.name ?? e.template}</dd>
+      <Provenance experiment={e} commands={commands} />
       <dt>Search</dt>
       <dd>
         <span data-fact="searcher">{e.searcher}</span>, {stopping}
@@ -81,7 +118,7 @@ function Header(props: { experiment: IExperiment; template?: ITemplate; profile?
       </dd>
       <dt>Budget</dt>
       <dd data-fact="budget">
-        {e.max_trials} trials, {e.max_concurrent_trials} at once{e.epochs ? `, ${e.epochs} epochs each` : ''}; each on {profile ? `${profile.display_name} (${profile.summary})` : e.profile} for up to {e.hours} h
+        {counted(e.max_trials, 'trial')}, {e.max_concurrent_trials} at once{e.epochs ? `, ${counted(e.epochs, 'epoch')} each` : ''}; each on {profile ? `${profile.display_name} (${profile.summary})` : e.profile} for up to {e.hours} h
       </dd>
       <dt>Trials</dt>
       <dd>
@@ -247,6 +284,7 @@ function ExperimentPage(props: {
         experiment={experiment}
         template={catalog.templates.get(experiment.template)}
         profile={catalog.profiles.get(experiment.profile)}
+        commands={commands}
       />
       <div className="jp-clusterlab-experiment-actions">
         <button className="jp-mod-styled jp-mod-accept" data-action="rerun-best" disabled={!experiment.best} onClick={run(CommandIDs.rerunBest)}>

@@ -4,72 +4,28 @@
  * view is showing: fetched again only while it runs or when its summary moved,
  * so an ended experiment costs one list entry per round.
  */
-import { Poll } from '@lumino/polling';
-import { ISignal, Signal } from '@lumino/signaling';
+import { errorText, IExperiment, IJob, requestAPI } from './api';
+import { PolledList } from './serverList';
 
-import { APIError, IExperiment, IJob, requestAPI } from './api';
-
-export class ExperimentsModel {
-  private _experiments: IExperiment[] = [];
-  private _error = '';
-  private _loaded = false;
-  private _changed = new Signal<this, void>(this);
-  private _poll: Poll;
+export class ExperimentsModel extends PolledList<IExperiment> {
   /** id -> the full record, for the ids a view watches (undefined until the first answer) */
   private _details = new Map<string, IExperiment | undefined>();
   private _detailErrors = new Map<string, string>();
   /** id -> the summary the detail was fetched at, to see when it moved */
   private _fetchedAt = new Map<string, string>();
-  private _project: string | null = null;
   /** id -> name of every experiment seen, so a trial's card is named also while a filter hides it */
   private _names = new Map<string, string>();
 
   constructor(intervalSeconds = 5) {
-    this._poll = new Poll({
-      factory: () => this._refresh(),
-      frequency: { interval: intervalSeconds * 1000, backoff: true, max: 60 * 1000 },
-      standby: 'when-hidden',
-      name: 'clusterlab:experiments'
-    });
+    super('experiments', 'experiments', intervalSeconds);
   }
 
   get experiments(): IExperiment[] {
-    return this._experiments;
-  }
-
-  /** Whether the list has been answered once (before: "loading", not "none yet"). */
-  get loaded(): boolean {
-    return this._loaded;
-  }
-
-  get error(): string {
-    return this._error;
-  }
-
-  get changed(): ISignal<this, void> {
-    return this._changed;
-  }
-
-  set interval(seconds: number) {
-    this._poll.frequency = { ...this._poll.frequency, interval: Math.max(1, seconds) * 1000 };
-  }
-
-  /** Only this project's experiments (null: all of them). */
-  get project(): string | null {
-    return this._project;
-  }
-
-  set project(project: string | null) {
-    if (project !== this._project) {
-      this._project = project;
-      this._loaded = false;
-      this._changed.emit();
-      void this.refresh();
-    }
+    return this.items;
   }
 
   byId(id: string): IExperiment | undefined {
-    return this._details.get(id) ?? this._experiments.find(e => e.id === id);
+    return this._details.get(id) ?? this.items.find(e => e.id === id);
   }
 
   /** The full record (with `trials`), once a view has asked for it with `watch`. */
@@ -100,14 +56,6 @@ export class ExperimentsModel {
     this._detailErrors.delete(id);
   }
 
-  refresh(): Promise<void> {
-    return this._poll.refresh();
-  }
-
-  dispose(): void {
-    this._poll.dispose();
-  }
-
   async cancel(id: string): Promise<void> {
     await requestAPI<IExperiment>(`experiments/${encodeURIComponent(id)}/cancel`, { method: 'POST' });
     this._fetchedAt.delete(id);
@@ -116,31 +64,19 @@ export class ExperimentsModel {
 
   async remove(id: string): Promise<void> {
     await requestAPI<void>(`experiments/${encodeURIComponent(id)}`, { method: 'DELETE' });
-    this._experiments = this._experiments.filter(e => e.id !== id);
+    this._items = this._items.filter(e => e.id !== id);
     this.unwatch(id);
     this._changed.emit();
     await this.refresh();
   }
 
-  private async _refresh(): Promise<void> {
-    try {
-      const query = this._project ? `?project=${encodeURIComponent(this._project)}` : '';
-      const answer = await requestAPI<{ experiments: IExperiment[] }>(`experiments${query}`);
-      this._experiments = answer.experiments;
-      this._experiments.forEach(e => this._names.set(e.id, e.name));
-      this._loaded = true;
-      this._error = '';
-    } catch (error) {
-      this._error = (error as APIError).message ?? String(error);
-      this._changed.emit();
-      throw error; // the Poll backs off
-    }
+  protected async afterRefresh(): Promise<void> {
+    this.items.forEach(e => this._names.set(e.id, e.name));
     await Promise.all([...this._details.keys()].map(id => this._refreshDetail(id)));
-    this._changed.emit();
   }
 
   private async _refreshDetail(id: string): Promise<void> {
-    const summary = this._experiments.find(e => e.id === id);
+    const summary = this.items.find(e => e.id === id);
     // what moves while an experiment runs; an ended one is fetched once more, then left alone
     const stamp = summary ? JSON.stringify([summary.status, summary.counts, summary.best, summary.ended]) : '';
     const known = this._details.get(id);
@@ -155,7 +91,7 @@ export class ExperimentsModel {
         this._detailErrors.delete(id);
       }
     } catch (error) {
-      this._detailErrors.set(id, (error as APIError).message ?? String(error));
+      this._detailErrors.set(id, errorText(error));
     }
   }
 }

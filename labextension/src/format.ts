@@ -21,9 +21,14 @@ export function formatBytes(bytes: number): string {
   return `${value.toFixed(digits).replace(/\.0+$|(\.\d*[1-9])0+$/, '$1')} ${units[unit]}`;
 }
 
+/** "1 trial", "2,000 trials": a count and its noun, plural unless one. */
+export function counted(count: number, noun: string): string {
+  return `${count.toLocaleString('en-US')} ${noun}${count === 1 ? '' : 's'}`;
+}
+
 /** "1 file", "2,000 files" */
 export function formatFiles(count: number): string {
-  return `${count.toLocaleString('en-US')} file${count === 1 ? '' : 's'}`;
+  return counted(count, 'file');
 }
 
 /** An ISO time in the browser's zone, to the minute: "2026-05-01 14:03". */

@@ -1,11 +1,10 @@
 /**
  * The user's jobs, polled from the server at the interval set in the settings
- * registry, and the metrics of each job (fetched again only when its epoch moves).
+ * registry (a `PolledList`), and the metrics of each job (fetched again only
+ * when its epoch moves).
  */
-import { Poll } from '@lumino/polling';
-import { ISignal, Signal } from '@lumino/signaling';
-
-import { APIError, FINAL_STATUSES, IJob, IMetricPoint, IProfile, ITemplate, requestAPI } from './api';
+import { FINAL_STATUSES, IJob, IMetricPoint, IProfile, ITemplate, requestAPI } from './api';
+import { PolledList } from './serverList';
 
 /**
  * What a card shows of its job's size and template. The templates are the
@@ -16,80 +15,26 @@ export interface ICatalog {
   templates: Map<string, ITemplate>;
 }
 
-export class JobsModel {
-  private _jobs: IJob[] = [];
-  private _error = '';
-  private _changed = new Signal<this, void>(this);
+export class JobsModel extends PolledList<IJob> {
   private _metrics = new Map<string, { epoch: number; points: IMetricPoint[] }>();
-  private _poll: Poll;
   private _catalog: ICatalog;
   private _profilesLoaded = false;
-  private _project: string | null = null;
 
   constructor(templates: Map<string, ITemplate>, intervalSeconds = 5) {
+    super('jobs', 'jobs', intervalSeconds);
     this._catalog = { profiles: new Map(), templates };
-    this._poll = new Poll({
-      factory: () => this._refresh(),
-      frequency: { interval: intervalSeconds * 1000, backoff: true, max: 60 * 1000 },
-      standby: 'when-hidden',
-      name: 'clusterlab:jobs'
-    });
   }
 
   get jobs(): IJob[] {
-    return this._jobs;
-  }
-
-  /** Why the last refresh failed ('' when it did not). */
-  get error(): string {
-    return this._error;
-  }
-
-  get changed(): ISignal<this, void> {
-    return this._changed;
+    return this.items;
   }
 
   get catalog(): ICatalog {
     return this._catalog;
   }
 
-  /** Only this project's jobs (null: all of them). */
-  get project(): string | null {
-    return this._project;
-  }
-
-  set project(project: string | null) {
-    if (project !== this._project) {
-      this._project = project;
-      this._changed.emit();
-      void this.refresh();
-    }
-  }
-
   metrics(jobId: string): IMetricPoint[] {
     return this._metrics.get(jobId)?.points ?? [];
-  }
-
-  set interval(seconds: number) {
-    this._poll.frequency = { ...this._poll.frequency, interval: Math.max(1, seconds) * 1000 };
-  }
-
-  /** Refresh now (after a submit, cancel or rerun), not at the next tick. */
-  refresh(): Promise<void> {
-    return this._poll.refresh();
-  }
-
-  /** Ask now and wait for the answer (`refresh` only schedules it): a link must find what it names. */
-  async reload(): Promise<void> {
-    try {
-      await this._refresh();
-    } catch {
-      // the error shows in the panel; the poll tries again
-    }
-  }
-
-  dispose(): void {
-    this._poll.dispose();
   }
 
   async cancel(jobId: string): Promise<void> {
@@ -97,22 +42,11 @@ export class JobsModel {
     await this.refresh();
   }
 
-  private async _refresh(): Promise<void> {
-    try {
-      const query = this._project ? `?project=${encodeURIComponent(this._project)}` : '';
-      const answer = await requestAPI<{ jobs: IJob[] }>(`jobs${query}`);
-      this._jobs = answer.jobs;
-      if (!this._profilesLoaded) {
-        await this._loadProfiles();
-      }
-      this._error = '';
-      await Promise.all(this._jobs.map(job => this._refreshMetrics(job)));
-    } catch (error) {
-      this._error = (error as APIError).message ?? String(error);
-      this._changed.emit();
-      throw error; // the Poll backs off
+  protected async afterRefresh(): Promise<void> {
+    if (!this._profilesLoaded) {
+      await this._loadProfiles();
     }
-    this._changed.emit();
+    await Promise.all(this.items.map(job => this._refreshMetrics(job)));
   }
 
   private async _loadProfiles(): Promise<void> {

@@ -10,8 +10,9 @@ import { WidgetProps } from '@rjsf/utils';
 import { ISignal, Signal } from '@lumino/signaling';
 import * as React from 'react';
 
-import { APIError, FINAL_STATUSES, IDataset, IJob, requestAPI } from './api';
+import { FINAL_STATUSES, IDataset, IJob } from './api';
 import { formatBytes, formatFiles, formatTime } from './format';
+import { ServerList } from './serverList';
 
 export const DATASET_FORMAT = 'dataset';
 export const JOB_OUTPUT_FORMAT = 'job-output';
@@ -19,29 +20,38 @@ export const PICKER_FORMATS = [DATASET_FORMAT, JOB_OUTPUT_FORMAT];
 
 /** What the pickers offer: every dataset and every ended job (not filtered by a panel's project). */
 export class PickerSource {
-  private _datasets: IDataset[] = [];
-  private _jobs: IJob[] = [];
+  private _datasets = new ServerList<IDataset>('datasets', 'datasets');
+  private _jobs = new ServerList<IJob>('jobs?limit=200', 'jobs');
+  private _ended: IJob[] = [];
   private _loaded = false;
-  private _error = '';
   private _asked = 0;
   private _pending: Promise<void> | null = null;
   private _changed = new Signal<this, void>(this);
 
   get datasets(): IDataset[] {
-    return this._datasets;
+    return this._datasets.items;
   }
 
   /** Ended jobs, newest first. */
   get jobs(): IJob[] {
-    return this._jobs;
+    return this._ended;
   }
 
+  /** Whether both have been asked once (answered or not). */
   get loaded(): boolean {
     return this._loaded;
   }
 
+  /** Why the last ask failed, per list: "datasets: …; jobs: …" ('' when neither did). */
   get error(): string {
-    return this._error;
+    const errors: string[] = [];
+    if (this._datasets.error) {
+      errors.push(`datasets: ${this._datasets.error}`);
+    }
+    if (this._jobs.error) {
+      errors.push(`jobs: ${this._jobs.error}`);
+    }
+    return errors.join('; ');
   }
 
   get changed(): ISignal<this, void> {
@@ -62,23 +72,10 @@ export class PickerSource {
   }
 
   private async _refresh(): Promise<void> {
-    const [datasets, jobs] = await Promise.allSettled([
-      requestAPI<{ datasets: IDataset[] }>('datasets'),
-      requestAPI<{ jobs: IJob[] }>('jobs?limit=200')
-    ]);
-    const errors: string[] = [];
-    if (datasets.status === 'fulfilled') {
-      this._datasets = datasets.value.datasets;
-    } else {
-      errors.push(`datasets: ${(datasets.reason as APIError).message}`);
-    }
-    if (jobs.status === 'fulfilled') {
-      const started = (job: IJob) => Date.parse(job.submit_time ?? job.start_time ?? '') || 0;
-      this._jobs = jobs.value.jobs.filter(job => FINAL_STATUSES.includes(job.status)).sort((a, b) => started(b) - started(a));
-    } else {
-      errors.push(`jobs: ${(jobs.reason as APIError).message}`);
-    }
-    this._error = errors.join('; ');
+    // a list that fails keeps what it had, and says why in its error
+    await Promise.allSettled([this._datasets.fetch(), this._jobs.fetch()]);
+    const started = (job: IJob) => Date.parse(job.submit_time ?? job.start_time ?? '') || 0;
+    this._ended = this._jobs.items.filter(job => FINAL_STATUSES.includes(job.status)).sort((a, b) => started(b) - started(a));
     this._loaded = true;
     this._changed.emit();
   }

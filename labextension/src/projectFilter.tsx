@@ -2,6 +2,7 @@
  * The project filter the Jobs, Experiments and Datasets panels share the look
  * of: a select of the user's projects ("All projects" first) and, once one is
  * chosen, a button that opens its page. Hidden on a server without projects.
+ * And the forms' project box: a name typed or chosen from the user's projects.
  */
 import { launchIcon, UseSignal } from '@jupyterlab/ui-components';
 import { CommandRegistry } from '@lumino/commands';
@@ -58,5 +59,21 @@ export function ProjectFilter(props: {
         );
       }}
     </UseSignal>
+  );
+}
+
+/** A project's name, typed (a new name makes a new project) or chosen from ``names``; the rest goes to the input. */
+export function ProjectInput(props: React.InputHTMLAttributes<HTMLInputElement> & { id: string; names: string[] }): JSX.Element {
+  const { names, ...input } = props;
+  const list = `${props.id}s`;
+  return (
+    <>
+      <input list={list} {...input} />
+      <datalist id={list}>
+        {names.map(name => (
+          <option key={name} value={name} />
+        ))}
+      </datalist>
+    </>
   );
 }

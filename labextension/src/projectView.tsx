@@ -11,9 +11,9 @@ import { Poll } from '@lumino/polling';
 import { Signal } from '@lumino/signaling';
 import * as React from 'react';
 
-import { APIError, IProjectJob, IProjectPage, requestAPI } from './api';
+import { errorText, IProjectJob, IProjectPage, requestAPI } from './api';
 import { bestText } from './experimentsPanel';
-import { formatBytes, formatFiles, formatTime } from './format';
+import { counted, formatBytes, formatFiles, formatTime } from './format';
 import { logIcon, projectIcon } from './icons';
 import { InputsList } from './inputs';
 import { ActionButton, breakable, CommandIDs, flash } from './jobsPanel';
@@ -21,6 +21,15 @@ import { ICatalog } from './jobsModel';
 
 function started(job: IProjectJob): number {
   return Date.parse(job.submit_time ?? job.start_time ?? '') || 0;
+}
+
+/** What the page lists, by name: a link to where it lives (its card, its version list, its view). */
+function NameLink(props: { name: string; title: string; onClick: () => void }): JSX.Element {
+  return (
+    <button className="jp-clusterlab-link jp-clusterlab-strong" title={props.title} onClick={props.onClick}>
+      {breakable(props.name)}
+    </button>
+  );
 }
 
 function JobRow(props: {
@@ -35,13 +44,11 @@ function JobRow(props: {
   return (
     <tr className={`jp-clusterlab-project-job jp-mod-${job.status}`} data-job-id={job.id} data-job-name={job.name} tabIndex={-1}>
       <td className="jp-clusterlab-project-job-name">
-        <button
-          className="jp-clusterlab-link jp-clusterlab-strong"
+        <NameLink
+          name={job.name}
           title={`Show ${job.name} (${job.id}) in the Jobs panel`}
           onClick={() => void commands.execute(CommandIDs.showJob, { id: job.id })}
-        >
-          {breakable(job.name)}
-        </button>
+        />
         <div className="jp-clusterlab-job-meta">
           <span className={`jp-clusterlab-status jp-mod-${job.status}`} data-status={job.status}>
             {job.status}
@@ -75,6 +82,26 @@ function JobRow(props: {
         <ActionButton action="log" label={`Show the log of ${job.name}`} icon={logIcon} onClick={() => void commands.execute(CommandIDs.openLog, { id: job.id })} />
       </td>
     </tr>
+  );
+}
+
+/** One part of the page under its heading: what it lists, or a line saying there is none. */
+function Section(props: {
+  /** names the heading's id: "jobs", "datasets", "experiments" */
+  part: string;
+  title: string;
+  help?: string;
+  count: number;
+  empty: string;
+  children: React.ReactNode;
+}): JSX.Element {
+  const titleId = `clusterlab-project-${props.part}-title`;
+  return (
+    <section aria-labelledby={titleId}>
+      <h3 id={titleId}>{props.title}</h3>
+      {props.help && <p className="jp-clusterlab-help">{props.help}</p>}
+      {props.count === 0 ? <p className="jp-clusterlab-help">{props.empty}</p> : props.children}
+    </section>
   );
 }
 
@@ -112,97 +139,82 @@ function ProjectPage(props: {
       {page && (
         <>
           <p className="jp-clusterlab-help">
-            {page.jobs.length} job{page.jobs.length === 1 ? '' : 's'} · {page.experiments.length} experiment
-            {page.experiments.length === 1 ? '' : 's'} · {page.datasets.length} dataset{page.datasets.length === 1 ? '' : 's'}
+            {counted(page.jobs.length, 'job')} · {counted(page.experiments.length, 'experiment')} ·{' '}
+            {counted(page.datasets.length, 'dataset')}
           </p>
-          <section aria-labelledby="clusterlab-project-jobs-title">
-            <h3 id="clusterlab-project-jobs-title">Jobs and what fed them</h3>
-            <p className="jp-clusterlab-help">
-              Oldest first: a job's inputs from other jobs are above it. A link to a job of this project goes to its row.
-            </p>
-            {jobs.length === 0 ? (
-              <p className="jp-clusterlab-help">No jobs in this project yet.</p>
-            ) : (
-              <div className="jp-clusterlab-trial-table-wrap">
-                <table className="jp-clusterlab-project-jobs">
-                  <thead>
-                    <tr>
-                      <th scope="col">Job</th>
-                      <th scope="col">Its inputs</th>
-                      <th scope="col">Its output went to</th>
-                      <th scope="col">
-                        <span className="jp-clusterlab-visually-hidden">Actions</span>
-                      </th>
-                    </tr>
-                  </thead>
-                  <tbody>
-                    {jobs.map(job => (
-                      <JobRow key={job.id} job={job} names={names} catalog={catalog} commands={commands} onJob={onJob} />
-                    ))}
-                  </tbody>
-                </table>
-              </div>
-            )}
-          </section>
-          <section aria-labelledby="clusterlab-project-datasets-title">
-            <h3 id="clusterlab-project-datasets-title">Datasets</h3>
-            {page.datasets.length === 0 ? (
-              <p className="jp-clusterlab-help">No datasets in this project.</p>
-            ) : (
-              <ul className="jp-clusterlab-project-datasets">
-                {page.datasets.map(dataset => (
-                  <li key={`${dataset.shared}-${dataset.name}`} data-dataset={dataset.name}>
-                    <button
-                      className="jp-clusterlab-link jp-clusterlab-strong"
-                      title={`Show ${dataset.name} in the Datasets panel`}
-                      onClick={() => void commands.execute(CommandIDs.openDataset, { name: dataset.name, version: null })}
-                    >
-                      {breakable(dataset.name)}
-                    </button>
-                    {dataset.shared && <span className="jp-clusterlab-badge"> shared</span>}
-                    {': '}
-                    {dataset.versions.map((v, i) => (
-                      <React.Fragment key={v.version}>
-                        {i > 0 && ', '}
-                        <button
-                          className="jp-clusterlab-link"
-                          title={`${formatFiles(v.files)}, ${formatBytes(v.bytes)}, made by ${v.creator} ${formatTime(v.created)}`}
-                          onClick={() => void commands.execute(CommandIDs.openDataset, { name: dataset.name, version: v.version })}
-                        >
-                          v{v.version}
-                        </button>
-                      </React.Fragment>
-                    ))}
-                    {dataset.description && <span className="jp-clusterlab-help"> · {dataset.description}</span>}
-                  </li>
-                ))}
-              </ul>
-            )}
-          </section>
-          <section aria-labelledby="clusterlab-project-experiments-title">
-            <h3 id="clusterlab-project-experiments-title">Experiments</h3>
-            {page.experiments.length === 0 ? (
-              <p className="jp-clusterlab-help">No experiments in this project.</p>
-            ) : (
-              <ul className="jp-clusterlab-project-experiments">
-                {page.experiments.map(experiment => (
-                  <li key={experiment.id} data-experiment-id={experiment.id}>
-                    <button
-                      className="jp-clusterlab-link jp-clusterlab-strong"
-                      onClick={() => void commands.execute(CommandIDs.openExperiment, { id: experiment.id })}
-                    >
-                      {breakable(experiment.name)}
-                    </button>{' '}
-                    <span className={`jp-clusterlab-status jp-mod-${experiment.status}`} data-status={experiment.status}>
-                      {experiment.status}
-                    </span>{' '}
-                    {catalog.templates.get(experiment.template)?.name ?? experiment.template} · {bestText(experiment)}
-                    <InputsList inputs={experiment.inputs} commands={commands} />
-                  </li>
-                ))}
-              </ul>
-            )}
-          </section>
+          <Section
+            part="jobs"
+            title="Jobs and what fed them"
+            help="Oldest first: a job's inputs from other jobs are above it. A link to a job of this project goes to its row."
+            count={jobs.length}
+            empty="No jobs in this project yet."
+          >
+            <div className="jp-clusterlab-trial-table-wrap">
+              <table className="jp-clusterlab-project-jobs">
+                <thead>
+                  <tr>
+                    <th scope="col">Job</th>
+                    <th scope="col">Its inputs</th>
+                    <th scope="col">Its output went to</th>
+                    <th scope="col">
+                      <span className="jp-clusterlab-visually-hidden">Actions</span>
+                    </th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {jobs.map(job => (
+                    <JobRow key={job.id} job={job} names={names} catalog={catalog} commands={commands} onJob={onJob} />
+                  ))}
+                </tbody>
+              </table>
+            </div>
+          </Section>
+          <Section part="datasets" title="Datasets" count={page.datasets.length} empty="No datasets in this project.">
+            <ul className="jp-clusterlab-project-datasets">
+              {page.datasets.map(dataset => (
+                <li key={`${dataset.shared}-${dataset.name}`} data-dataset={dataset.name}>
+                  <NameLink
+                    name={dataset.name}
+                    title={`Show ${dataset.name} in the Datasets panel`}
+                    onClick={() => void commands.execute(CommandIDs.openDataset, { name: dataset.name, version: null })}
+                  />
+                  {dataset.shared && <span className="jp-clusterlab-badge"> shared</span>}
+                  {': '}
+                  {dataset.versions.map((v, i) => (
+                    <React.Fragment key={v.version}>
+                      {i > 0 && ', '}
+                      <button
+                        className="jp-clusterlab-link"
+                        title={`${formatFiles(v.files)}, ${formatBytes(v.bytes)}, made by ${v.creator} ${formatTime(v.created)}`}
+                        onClick={() => void commands.execute(CommandIDs.openDataset, { name: dataset.name, version: v.version })}
+                      >
+                        v{v.version}
+                      </button>
+                    </React.Fragment>
+                  ))}
+                  {dataset.description && <span className="jp-clusterlab-help"> · {dataset.description}</span>}
+                </li>
+              ))}
+            </ul>
+          </Section>
+          <Section part="experiments" title="Experiments" count={page.experiments.length} empty="No experiments in this project.">
+            <ul className="jp-clusterlab-project-experiments">
+              {page.experiments.map(experiment => (
+                <li key={experiment.id} data-experiment-id={experiment.id}>
+                  <NameLink
+                    name={experiment.name}
+                    title={`Open experiment ${experiment.name}`}
+                    onClick={() => void commands.execute(CommandIDs.openExperiment, { id: experiment.id })}
+                  />{' '}
+                  <span className={`jp-clusterlab-status jp-mod-${experiment.status}`} data-status={experiment.status}>
+                    {experiment.status}
+                  </span>{' '}
+                  {catalog.templates.get(experiment.template)?.name ?? experiment.template} · {bestText(experiment)}
+                  <InputsList inputs={experiment.uses} commands={commands} onJob={onJob} />
+                </li>
+              ))}
+            </ul>
+          </Section>
         </>
       )}
     </div>
@@ -275,7 +287,7 @@ export class ProjectView extends ReactWidget {
       this._page = await requestAPI<IProjectPage>(`projects/${encodeURIComponent(this.project)}`);
       this._error = '';
     } catch (error) {
-      this._error = (error as APIError).message ?? String(error);
+      this._error = errorText(error);
       this._changed.emit();
       throw error;
     }

@@ -35,6 +35,7 @@ import {
   ValueCheck
 } from './searchForm';
 import { PICKER_WIDGETS, PickerSource } from './pickers';
+import { ProjectInput } from './projectFilter';
 import { DEFAULT_PROJECT, ProjectsModel } from './projectsModel';
 
 /** The server's rule (service.NAME_RULE), checked here too so the message comes at once. */
@@ -352,20 +353,15 @@ function TemplateForm(props: IProps): JSX.Element {
 
       <div className="jp-clusterlab-field" data-field="project">
         <label htmlFor="clusterlab-job-project">Project</label>
-        <input
+        <ProjectInput
           id="clusterlab-job-project"
           className="jp-mod-styled jp-clusterlab-project-input"
-          list="clusterlab-job-projects"
           aria-describedby="clusterlab-job-project-help"
           value={values.project}
+          names={props.projects?.names ?? []}
           onFocus={() => void props.projects?.refresh()}
           onChange={e => update({ project: e.target.value })}
         />
-        <datalist id="clusterlab-job-projects">
-          {(props.projects?.names ?? []).map(name => (
-            <option key={name} value={name} />
-          ))}
-        </datalist>
         <div className="jp-clusterlab-help" id="clusterlab-job-project-help">
           {searching ? 'Its trials are' : 'It is'} listed under this project (a new name makes a new project).
         </div>

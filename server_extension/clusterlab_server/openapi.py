@@ -227,7 +227,9 @@ EXPERIMENT = {
         "controller": {"type": ["object", "null"]},
         "trials": {"type": "array", "items": TRIAL},
         "project": {"type": "string"},
-        "inputs": {"type": "array", "items": RESOLVED_INPUT},
+        "inputs": {**INPUTS, "description": "the inputs every trial lists, pinned when the experiment was created"},
+        "uses": {"type": "array", "items": RESOLVED_INPUT,
+                 "description": "all the trials mount: these inputs and those its parameters name, resolved"},
     },
 }
 

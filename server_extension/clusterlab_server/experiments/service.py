@@ -215,8 +215,11 @@ class ExperimentService:
         """An ended experiment goes, with its trials' records and folders."""
         row = self.get_row(experiment_id)
         controller, trials = self._jobs(row)
-        if not row.final or any(not j.final for j in trials) or (controller is not None and not controller.final):
+        if not row.final or any(not j.final for j in trials):
             raise JobError(409, f"experiment {row.id} is still running: cancel it first", "id")
+        if controller is not None and not controller.final:
+            raise JobError(409, f"experiment {row.id} has ended ({row.status}) but its controller is still "
+                           "finishing: try again in a few seconds", "id")
         for job in trials:
             remove_tree(job.folder)
         self.jobs.store.delete([j.id for j in trials] + ([controller.id] if controller else []))

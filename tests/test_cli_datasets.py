@@ -128,7 +128,7 @@ def test_refusals_exit_with_their_codes_and_make_nothing(site, shapes):
     for (args, (code, text)), result in zip(cases.items(), results):
         assert (result.returncode, result.stdout) == (code, ""), (args, result.stderr)
         assert text in result.stderr and "Traceback" not in result.stderr, (args, result.stderr)
-    assert not any(p.name.startswith("x") for p in (site.root / "datasets" / "datasets").iterdir())
+    assert not any(p.name.startswith("x") for p in (site.root / "datasets" / "versions").iterdir())
     names = {json.loads((f / "job.json").read_text())["name"] for f in site.jobs_root.iterdir() if f.is_dir()}
     assert "x" not in names
 

@@ -83,7 +83,7 @@ def assert_nothing_left(service: JobService, name: str = "shapes") -> None:
         return
     assert list((root / "staging").iterdir()) == []
     assert [p for p in (root / "objects").rglob("*") if p.is_file()] == []
-    assert not (root / "datasets" / name).exists() or service.datasets.own.versions(name) == []
+    assert not (root / "versions" / name).exists() or service.datasets.own.versions(name) == []
 
 
 # ----- versions -------------------------------------------------------------------------
@@ -93,7 +93,7 @@ def test_a_version_is_frozen_with_its_manifest(service, datasets, monkeypatch):
     monkeypatch.setenv("JUPYTERHUB_USER", "alice")
     version = datasets.create({"name": "shapes", "folder": "shapes", "description": "toy shapes", "project": "vision"})
     root = store_root(service)
-    files_dir = root / "datasets" / "shapes" / "1" / "files"
+    files_dir = root / "versions" / "shapes" / "1" / "files"
     assert version == {
         "name": "shapes", "version": 1, "digest": version["digest"], "files": 5,
         "bytes": sum(map(len, SHAPES.values())), "new_bytes": sum(map(len, SHAPES.values())),
@@ -124,7 +124,7 @@ def test_a_version_is_frozen_with_its_manifest(service, datasets, monkeypatch):
     for folder in (files_dir.parent, files_dir, files_dir / "train"):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o555
     assert stat.S_IMODE(root.stat().st_mode) == 0o700
-    assert (root / "datasets" / "shapes" / "next").read_text().strip() == "2"
+    assert (root / "versions" / "shapes" / "next").read_text().strip() == "2"
 
 
 def test_version_2_stores_only_the_changed_file_and_reads_only_it(service, datasets, tmp_path, monkeypatch):

@@ -469,7 +469,7 @@ def test_inputs_are_read_only_subpath_mounts_of_the_home_and_the_site_volumes(se
     data, ref = mounts[str(folder / "input" / "data")], mounts[str(folder / "input" / "ref")]
     assert data == {"name": "home", "mountPath": str(folder / "input" / "data"), "readOnly": True,
                     "subPath": Path(mine["path"]).relative_to(home).as_posix()}
-    assert ref["name"] == "site-datasets" and ref["readOnly"] and ref["subPath"] == "datasets/reference/1/files"
+    assert ref["name"] == "site-datasets" and ref["readOnly"] and ref["subPath"] == "versions/reference/1/files"
     assert {"name": "site-datasets", "persistentVolumeClaim": {"claimName": "clusterlab-datasets",
                                                                 "readOnly": True}} in spec["volumes"]
     # mount points, not links: the pod sees the volume's folder, read-only

@@ -3,10 +3,10 @@
 ::
 
     <root>/objects/<2 hex>/<62 hex>                 file contents by sha256, mode 0444
-    <root>/datasets/<name>/<version>/manifest.json  what the version holds (every file, its size and sha256)
-    <root>/datasets/<name>/<version>/summary.json   the version JSON without its files (what listings read)
-    <root>/datasets/<name>/<version>/files/...      hard links to objects; dirs 0555, files 0444
-    <root>/datasets/<name>/next                     the next version number (never reused)
+    <root>/versions/<name>/<version>/manifest.json  what the version holds (every file, its size and sha256)
+    <root>/versions/<name>/<version>/summary.json   the version JSON without its files (what listings read)
+    <root>/versions/<name>/<version>/files/...      hard links to objects; dirs 0555, files 0444
+    <root>/versions/<name>/next                     the next version number (never reused)
     <root>/outputs/<job id>/{manifest.json,summary.json,files/...}   a job's output, frozen once
     <root>/cache/<name>.json                        stat cache: source path -> [size, mtime_ns, ctime_ns, ino, sha256]
     <root>/staging/<token>/                         a version being made; renamed into place when complete
@@ -268,7 +268,7 @@ class DatasetStore:
 
     def __init__(self, root: Path, shared: bool):
         self.root, self.shared = Path(root), shared
-        self.objects, self.datasets = self.root / "objects", self.root / "datasets"
+        self.objects, self.datasets = self.root / "objects", self.root / "versions"
         self.outputs, self.cache, self.staging = self.root / "outputs", self.root / "cache", self.root / "staging"
         self.dir_mode = 0o755 if shared else 0o700
 

@@ -32,6 +32,8 @@
 #   CLUSTERLAB_IDLE_TIMEOUT    seconds of inactivity before a server is culled (3600)
 #   CLUSTERLAB_MAX_SERVERS_PER_USER, CLUSTERLAB_MAX_GPUS_PER_USER   quotas (3, 4; 0: none)
 #   CLUSTERLAB_MAX_CONCURRENT_TRIALS  quota: trials one experiment may run at once (8); passed to the servers
+#   CLUSTERLAB_DATASETS_QUOTA_GB  quota: GB a user's datasets may hold (none); passed to the servers
+#   CLUSTERLAB_SITE_DATASETS   the site's shared datasets (/etc/clusterlab/datasets); passed to the servers
 #   CLUSTERLAB_K8S_USER_NAMESPACES  kubernetes: 1 (default): each user in a namespace of their own,
 #                              <hub namespace>-<user>, the boundary between users; 0: one shared
 #                              namespace, where users can reach each other's jobs and home volumes
@@ -134,7 +136,8 @@ c.Spawner.args = ["--LabApp.news_url=None"]  # cluster nodes rarely reach the in
 c.Spawner.cmd = [str(VENV_BIN / "jupyterhub-singleuser")]
 c.Spawner.environment = {"PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin"}
 # what the servers' job services read from the hub's site settings
-SERVER_SETTINGS = {k: os.environ[k] for k in ("CLUSTERLAB_MAX_CONCURRENT_TRIALS",) if k in os.environ}
+SERVER_SETTINGS = {k: os.environ[k] for k in ("CLUSTERLAB_MAX_CONCURRENT_TRIALS", "CLUSTERLAB_DATASETS_QUOTA_GB",
+                                              "CLUSTERLAB_SITE_DATASETS") if k in os.environ}
 c.Spawner.environment.update(SERVER_SETTINGS)
 
 c.Spawner.poll_interval = int(os.environ.get("CLUSTERLAB_POLL_INTERVAL", "30"))

@@ -4,13 +4,17 @@ The hub lends two fake GPUs ("0", "1"); cores are this machine's.
 """
 
 import os
+import shutil
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import accounts
 import psutil
 import pytest
-from hub import ADMIN_PASSWORD, pid_alive, process_facts, terminal_run
+from clusterlab_server.service import JobService, Settings
+from hub import ADMIN_PASSWORD, REPO, pid_alive, process_facts, terminal_run
 
 pytestmark = pytest.mark.hub
 
@@ -250,17 +254,37 @@ def test_each_users_jupyterlab_runs_their_jobs_and_only_theirs(hub):
     hub.stop_server(henry, "henry")
 
 
-def test_the_hubs_trial_quota_reaches_the_servers(make_hub):
-    """CLUSTERLAB_MAX_CONCURRENT_TRIALS is the hub's site setting; each server's experiments obey it."""
-    hub = make_hub(env={"CLUSTERLAB_MAX_CONCURRENT_TRIALS": "2"})
+def test_the_hubs_quotas_and_site_datasets_reach_the_servers(make_hub):
+    """The hub's site settings (the trial quota, the dataset quota, the site's datasets) rule each server."""
+    site = Path(tempfile.mkdtemp(prefix="clusterlab-test-site-datasets-"))
+    site.chmod(0o755)  # the servers run as their users: an admin's store everyone reads
+    (site / "source").mkdir()
+    (site / "source" / "rows.csv").write_text("x,y\n1,2\n")
+    publisher = JobService(Settings(jobs_root=site / "jobs", workspace=site, template_paths=[REPO / "templates"],
+                                    profiles_file=REPO / "hub_config" / "profiles.yaml", site_datasets=site / "store"))
+    publisher.datasets.create({"name": "reference", "folder": "source", "description": "the site's"}, site=True)
+    hub = make_hub(env={"CLUSTERLAB_MAX_CONCURRENT_TRIALS": "2", "CLUSTERLAB_DATASETS_QUOTA_GB": "0.000001",
+                        "CLUSTERLAB_SITE_DATASETS": str(site / "store")})
     api = hub.admin_api
     hub.start_server(api, "admin", profile="cpu-small")
+    base = f"{hub.url}/user/admin/clusterlab/api"
     request = {"template": "python-script", "name": "quota", "params": {"script": "x.py"},
                "search": {"options.lr": [0.1, 0.01, 0.001]}, "searcher": "grid", "max_concurrent_trials": 3}
-    response = api.post(f"{hub.url}/user/admin/clusterlab/api/experiments", json=request)
+    response = api.post(f"{base}/experiments", json=request)
     assert response.status_code == 400, response.text
     assert response.json() == {"field": "max_concurrent_trials",
                                "error": "max_concurrent_trials: 3 is over your quota of 2 trials at once"}
+
+    listed = api.get(f"{base}/datasets").json()["datasets"]
+    assert [(d["name"], d["shared"]) for d in listed] == [("reference", True)]
+    big = hub.home_of("admin") / "big"
+    big.mkdir(exist_ok=True)
+    (big / "blob.bin").write_bytes(os.urandom(4096))  # over the 1,000-byte quota
+    accounts.give("admin", big)
+    refused = api.post(f"{base}/datasets", json={"name": "big", "folder": "big"})
+    assert refused.status_code == 413 and refused.json()["field"] == "folder", refused.text
+    assert [d["name"] for d in api.get(f"{base}/datasets").json()["datasets"]] == ["reference"]
+    shutil.rmtree(site, ignore_errors=True)
 
 
 def test_a_terminal_finds_the_cli_and_the_environments_python(hub):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 
 import jsonschema
@@ -23,6 +22,7 @@ from pytest_jupyter.jupyter_core import *  # noqa: F403 (fixtures)
 from pytest_jupyter.jupyter_server import *  # noqa: F403 (fixtures)
 from jupyter_server.utils import url_path_join
 from tornado.httpclient import HTTPClientError
+from test_jobs_api import wait_status
 from test_jobs_service import HELLO, PROFILES, REPO
 
 QUOTA_GB = 0.00005  # 50 kB: the test folders fit, a 60 kB one does not
@@ -124,17 +124,6 @@ def conforms(body, schema_name: str) -> None:
 def documented(path: str, method: str = "get", status: str = "200") -> dict:
     operation = openapi_document()["paths"][path][method]
     return operation["responses"][status]["content"]["application/json"]["schema"]
-
-
-def wait_status(api, job_id, statuses=("completed", "failed", "cancelled"), timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status, job = api("GET", "jobs", job_id)
-        assert status == 200
-        if job["status"] in statuses:
-            return job
-        time.sleep(0.2)
-    raise TimeoutError(job)
 
 
 def make_site_dataset(tmp_path: Path, workspace: Path, name: str) -> None:

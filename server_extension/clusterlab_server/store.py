@@ -75,6 +75,10 @@ class Job(Base):
     # outputs, each pinned to its manifest digest (datasets.DatasetService.resolve_input)
     project: Mapped[str] = mapped_column(String(100), default="default", index=True)
     inputs: Mapped[list] = mapped_column(JSON, default=list)
+    # while queued: when the scheduler expects it to start (Slurm's backfill estimate), if it says
+    expected_start: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # times the scheduler itself requeued it after a node failed under it (Slurm's --requeue); not restarts
+    requeues: Mapped[int] = mapped_column(Integer, default=0)
 
     @property
     def final(self) -> bool:
@@ -92,6 +96,7 @@ class Job(Base):
             "experiment_id": self.experiment_id, "trial": self.trial, "restarts": self.restarts or 0,
             "max_restarts": self.max_restarts, "restart_history": self.restart_history or [],
             "project": self.project or "default", "inputs": self.inputs or [],
+            "expected_start": iso(self.expected_start), "requeues": self.requeues or 0,
         }
 
 

@@ -7,27 +7,32 @@ the real Slurm.
 """
 
 import asyncio
+import datetime
 
 import pytest
 from clusterlab_spawner.availability import availability_from_nodes
 from clusterlab_spawner.profiles import Profile
 from clusterlab_spawner.slurm_queue import (
+    SQUEUE_ENV,
     SlurmQueue,
     parse_sinfo,
+    parse_slurm_time,
     parse_squeue,
     queue_position,
     reason_in_words,
+    start_in_words,
 )
 
 SQUEUE = """\
-41|RUNNING|None|vm|gpu|4294901760|alice|clusterlab-alice
-42|RUNNING|None|node[03-04]|gpu|4294901759|bob|clusterlab-bob
-43|PENDING|Resources||gpu|4294901758|carol|clusterlab-carol
-44|PENDING|Priority||gpu|4294901757|dave|clusterlab-dave
-45|PENDING|Priority||cpu|4294901790|erin|other
-46|COMPLETED|None|vm|cpu|0|alice|clusterlab-alice-old
+41|RUNNING|None|vm|gpu|4294901760|alice|2026-05-01T13:58:12|clusterlab-alice
+42|RUNNING|None|node[03-04]|gpu|4294901759|bob|2026-05-01T12:00:00|clusterlab-bob
+43|PENDING|Resources||gpu|4294901758|carol|2026-05-01T14:05:00|clusterlab-carol
+44|PENDING|Priority||gpu|4294901757|dave|N/A|clusterlab-dave
+45|PENDING|Priority||cpu|4294901790|erin|Unknown|other|with|bars
+46|COMPLETED|None|vm|cpu|0|alice|2026-05-01T10:00:00|clusterlab-alice-old
 garbage line
 """
+CEST = datetime.timezone(datetime.timedelta(hours=2))
 
 
 def test_squeue_lines_become_jobs():
@@ -37,6 +42,46 @@ def test_squeue_lines_become_jobs():
     assert jobs["42"].first_node == "node03"
     assert jobs["43"].pending and jobs["43"].reason == "Resources"
     assert jobs["46"].ended
+    assert jobs["45"].name == "other|with|bars"  # a name may hold the separator
+
+
+def test_slurm_times_are_local_and_unknown_ones_none():
+    assert parse_slurm_time("2026-05-01T14:05:00", CEST) == datetime.datetime(
+        2026, 5, 1, 12, 5, tzinfo=datetime.timezone.utc)
+    local = parse_slurm_time("2026-05-01T14:05:00")  # this machine's zone, where squeue ran
+    assert local.tzinfo is not None and local.replace(tzinfo=None) == datetime.datetime(2026, 5, 1, 14, 5)
+    for unknown in ("N/A", "Unknown", "None", "", "2026-05-01 14:05", "14:05"):
+        assert parse_slurm_time(unknown, CEST) is None
+    assert SQUEUE_ENV == {"SLURM_TIME_FORMAT": "standard"}  # the format parse_slurm_time reads
+
+
+def test_only_a_waiting_job_has_an_expected_start():
+    jobs = parse_squeue(SQUEUE, CEST)
+    assert jobs["43"].expected_start == datetime.datetime(2026, 5, 1, 14, 5, tzinfo=CEST)
+    assert jobs["44"].expected_start is None and jobs["45"].expected_start is None  # N/A, Unknown
+    assert jobs["41"].expected_start is None  # running: %S is when it started
+    assert jobs["41"].start_time == datetime.datetime(2026, 5, 1, 13, 58, 12, tzinfo=CEST)
+
+
+@pytest.mark.parametrize("when, words", [
+    ((14, 5, 0), "14:05 (in 3 min)"),
+    ((14, 2, 30), "14:02 (in under a minute)"),
+    ((16, 32, 0), "16:32 (in 2 h 30 min)"),
+    ((15, 2, 0), "15:02 (in 1 h)"),
+    ((14, 0, 0), "14:00 (any moment now)"),  # a stale estimate: due already
+])
+def test_the_expected_start_in_words(when, words):
+    now = datetime.datetime(2026, 5, 1, 14, 2, tzinfo=CEST)
+    assert start_in_words(datetime.datetime(2026, 5, 1, *when, tzinfo=CEST), now) == words
+
+
+def test_an_expected_start_on_another_day_says_which():
+    now = datetime.datetime(2026, 5, 1, 23, 50, tzinfo=CEST)
+    assert start_in_words(datetime.datetime(2026, 5, 2, 0, 20, tzinfo=CEST), now) == "Sat 2 May 00:20 (in 30 min)"
+    assert start_in_words(datetime.datetime(2026, 5, 4, 9, 0, tzinfo=CEST), now) == "Mon 4 May 09:00 (in 2 days)"
+    # now given in UTC: still the 1st in the zone Slurm printed in
+    assert start_in_words(datetime.datetime(2026, 5, 1, 23, 55, tzinfo=CEST),
+                          now.astimezone(datetime.timezone.utc)) == "23:55 (in 5 min)"
 
 
 def test_queue_position_is_by_priority_within_the_partition():
@@ -64,6 +109,7 @@ class ScriptedRunner:
 
     async def __call__(self, argv, **kwargs):
         self.calls += 1
+        self.env = kwargs.get("env")
         await asyncio.sleep(self.delay)
         return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
 
@@ -77,6 +123,7 @@ async def test_many_callers_share_one_squeue():
     assert runner.calls == 1
     await queue.refresh(max_age=0)  # a caller that needs a newer view gets one
     assert runner.calls == 2
+    assert runner.env["SLURM_TIME_FORMAT"] == "standard"  # whatever the hub's own environment says
 
 
 async def test_a_failing_squeue_keeps_what_was_known():

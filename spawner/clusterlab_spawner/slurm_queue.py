@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime
 import logging
+import os
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -36,8 +38,17 @@ RUNNING_STATES = {"RUNNING", "COMPLETING"}
 # anything else (COMPLETED, CANCELLED, FAILED, TIMEOUT, NODE_FAIL, OUT_OF_MEMORY,
 # PREEMPTED, BOOT_FAIL, DEADLINE, SPECIAL_EXIT, REVOKED) has ended
 
-SQUEUE_FIELDS = ("job_id", "state", "reason", "nodes", "partition", "priority", "user", "name")
-SQUEUE_FORMAT = "|".join(("%i", "%T", "%r", "%N", "%P", "%Q", "%u", "%j"))
+# %S: when it started, or for a pending job when Slurm expects it to (its backfill's estimate), or N/A.
+# The name is last: a job name may hold a "|".
+SQUEUE_FIELDS = ("job_id", "state", "reason", "nodes", "partition", "priority", "user", "start_time", "name")
+SQUEUE_FORMAT = "|".join(("%i", "%T", "%r", "%N", "%P", "%Q", "%u", "%S", "%j"))
+# Slurm prints times as SLURM_TIME_FORMAT says; the parser reads the standard one
+SQUEUE_ENV = {"SLURM_TIME_FORMAT": "standard"}
+
+
+def squeue_env() -> dict[str, str]:
+    """The environment to run squeue in: ours, with the time format the parser reads."""
+    return {**os.environ, **SQUEUE_ENV}
 
 # Slurm's pending reasons (squeue %r) in words a researcher understands
 REASONS = {
@@ -63,6 +74,41 @@ REASONS = {
 _LIMIT_REASON = re.compile(r"^(Assoc|QOS)\w*(Limit|Gres|Cpu|Mem|Node|Jobs|Wall)", re.I)
 
 
+def parse_slurm_time(text: str, tz: datetime.tzinfo | None = None) -> datetime.datetime | None:
+    """Slurm's ``2026-05-01T14:05:00`` (its standard format, in the local time of the
+    machine squeue ran on) -> an aware datetime; ``N/A``, ``Unknown``, ``None`` or
+    anything else -> None. ``tz``: the zone Slurm printed in (default: this machine's)."""
+    try:
+        naive = datetime.datetime.strptime(text.strip(), "%Y-%m-%dT%H:%M:%S")
+    except ValueError:
+        return None
+    return naive.replace(tzinfo=tz) if tz is not None else naive.astimezone()
+
+
+def _duration_in_words(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    if seconds < 60:
+        return "under a minute"
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days = round(hours / 24)
+    return f"{days} day{'s' if days != 1 else ''}"
+
+
+def start_in_words(when: datetime.datetime, now: datetime.datetime | None = None) -> str:
+    """'14:05 (in 3 min)', 'Tue 2 Jun 09:00 (in 2 days)', '14:05 (any moment now)' once it is due:
+    the clock time in the zone of ``when`` (the hub's, as Slurm printed it)."""
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    left = (when - now).total_seconds()
+    clock = when.strftime("%H:%M")
+    if when.date() != now.astimezone(when.tzinfo).date():
+        clock = f"{when:%a} {when.day} {when:%b} {clock}"
+    return f"{clock} (in {_duration_in_words(left)})" if left > 0 else f"{clock} (any moment now)"
+
+
 def reason_in_words(reason: str) -> str:
     """``Resources`` -> 'waiting for free cores, memory or GPUs' (and so on)."""
     if reason in REASONS:
@@ -82,6 +128,13 @@ class SlurmJob:
     priority: int
     user: str
     name: str
+    # Slurm's %S: when a running or ended job started; a pending one's expected start, or None
+    start_time: datetime.datetime | None = None
+
+    @property
+    def expected_start(self) -> datetime.datetime | None:
+        """When Slurm expects this waiting job to start (its backfill's estimate), or None."""
+        return self.start_time if self.pending else None
 
     @property
     def pending(self) -> bool:
@@ -104,18 +157,20 @@ class SlurmJob:
         return match.group(1) + (match.group(2) or "")
 
 
-def parse_squeue(text: str) -> dict[str, SlurmJob]:
-    """Output of ``squeue --noheader --format=SQUEUE_FORMAT`` -> jobs by id."""
+def parse_squeue(text: str, tz: datetime.tzinfo | None = None) -> dict[str, SlurmJob]:
+    """Output of ``squeue --noheader --format=SQUEUE_FORMAT`` (with ``SQUEUE_ENV``) -> jobs by id.
+    ``tz``: the zone of Slurm's times (default: this machine's, where squeue ran)."""
     jobs = {}
     for line in text.splitlines():
-        parts = line.strip().split("|")
+        parts = line.strip().split("|", len(SQUEUE_FIELDS) - 1)
         if len(parts) != len(SQUEUE_FIELDS):
             continue
-        fields = dict(zip(SQUEUE_FIELDS, parts))
+        fields: dict = dict(zip(SQUEUE_FIELDS, parts))
         try:
             fields["priority"] = int(fields["priority"])
         except ValueError:
             fields["priority"] = 0
+        fields["start_time"] = parse_slurm_time(fields["start_time"], tz)
         jobs[fields["job_id"]] = SlurmJob(**fields)
     return jobs
 
@@ -191,7 +246,7 @@ class SlurmQueue:
                 return
             self.taken_at = time.monotonic()
             self.commands_run += 1
-            status, out, err = await self.runner(self.argv)
+            status, out, err = await self.runner(self.argv, env=squeue_env())
             if status == 0:
                 self.jobs = parse_squeue(out)
                 if not self.answered:

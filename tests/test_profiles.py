@@ -36,6 +36,8 @@ def test_summary_reads_as_a_person_would_say_it():
     profiles = parse_profiles(GOOD)
     assert profiles[0].summary == "2 cores · 4 GB"
     assert profiles[1].summary == "4 cores · 16 GB · 1 GPU (a100)"
+    two = parse_profiles(with_change(1, nodes=2))[1]
+    assert two.summary == "2 nodes × 4 cores · 16 GB · 1 GPU (a100)" and two.multi_node and two.tasks_per_node == 1
 
 
 @pytest.mark.parametrize(
@@ -50,6 +52,8 @@ def test_summary_reads_as_a_person_would_say_it():
         (with_change(1, id="small"), "profile 'small': field 'id': duplicate id"),
         (with_change(1, slurm={"partition": "gpu; rm -rf /"}), "profile 'gpu': field 'slurm.partition'"),
         (with_change(0, gpu_type="v100"), "profile 'small': field 'gpu_type': set, but 'gpus' is 0"),
+        (with_change(0, nodes=0), "profile 'small': field 'nodes': 0 is less than the minimum of 1"),
+        (with_change(0, nodes="two"), "profile 'small': field 'nodes': 'two' is not of type 'integer'"),
         ({"profiles": [{"id": "x", "display_name": "X", "cpus": 1, "memory_gb": 1, "max_hours": 1}]},
          "profile 'x': field 'default_hours': 'default_hours' is a required property"),
         ({"profiles": []}, "field 'profiles'"),

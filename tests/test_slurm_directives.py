@@ -49,3 +49,29 @@ def test_job_names_are_safe():
     assert job_name("ann") == "clusterlab-ann"
     assert job_name("ann", "training") == "clusterlab-ann-training"
     assert job_name("a b;$(x)", "s/1") == "clusterlab-a_b___x_-s_1"
+
+
+MULTI = parse_profiles({"profiles": [
+    {"id": "cpu-2node", "display_name": "2 nodes", "nodes": 2, "cpus": 4, "memory_gb": 2, "max_hours": 8,
+     "default_hours": 1},
+    {"id": "gpu-2x4", "display_name": "2 × 4 GPUs", "nodes": 2, "cpus": 16, "memory_gb": 64, "gpus": 4,
+     "max_hours": 8, "default_hours": 1},
+]})
+
+
+def test_a_size_of_several_nodes_gets_a_task_per_gpu_or_per_node_on_each_node():
+    cpu, gpu = MULTI
+    assert sbatch_directives(Choice(cpu, 1), "j", "o", requeue=True)[2:7] == [
+        "#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=1", "#SBATCH --cpus-per-task=4", "#SBATCH --mem=2048M",
+        "#SBATCH --time=0-01:00:00"]
+    lines = sbatch_directives(Choice(gpu, 1), "j", "o", requeue=True)
+    # memory and GPUs per node, as Slurm counts them; each node's cores shared among its 4 processes
+    assert {"#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=4", "#SBATCH --cpus-per-task=4",
+            "#SBATCH --mem=65536M", "#SBATCH --gres=gpu:4"} <= set(lines)
+    assert lines[-1] == "#SBATCH --requeue"
+
+
+def test_jobs_are_requeued_when_their_node_fails_and_servers_are_not():
+    assert sbatch_directives(Choice(CPU, 1), "j", "o", requeue=True)[-1] == "#SBATCH --requeue"
+    assert sbatch_directives(Choice(CPU, 1), "j", "o", requeue=False)[-1] == "#SBATCH --no-requeue"
+    assert not any("requeue" in line for line in sbatch_directives(Choice(CPU, 1), "j", "o"))

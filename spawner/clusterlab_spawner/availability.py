@@ -76,11 +76,18 @@ def _fit(profile: Profile, partition: str, members: list[NodeFree]) -> tuple[str
             f"needs {profile.summary}; the largest node of partition {partition} has "
             f"{big.cpus} cores, {big.memory_mb // 1024} GB, {big.gpus} GPUs"
         ), ""
+    big_enough = {n.name for n in members if fits(n.cpus, n.memory_mb, n.gpus)}  # a node is listed per partition
+    if len(big_enough) < profile.nodes:
+        return (f"needs {profile.nodes} nodes of {profile.summary.split(' × ')[-1]}; partition {partition} has "
+                f"{len(big_enough)} node{'s' if len(big_enough) != 1 else ''} that large"), ""
     usable = [n for n in members if n.usable]
     if not usable:
         return "", f"no node of partition {partition} is up"
-    if any(fits(n.free_cpus, n.free_memory_mb, n.free_gpus) for n in usable):
+    free_enough = {n.name for n in usable if fits(n.free_cpus, n.free_memory_mb, n.free_gpus)}
+    if len(free_enough) >= profile.nodes:
         return "", ""
+    if profile.multi_node and free_enough:
+        return "", f"needs {profile.nodes} nodes free at once; {len(free_enough)} free now in partition {partition}"
     if profile.gpus and max(n.free_gpus for n in usable) < profile.gpus:
         free = sum(n.free_gpus for n in usable)
         return "", f"needs {profile.gpus} GPU(s); {free} free now in partition {partition}"

@@ -173,7 +173,9 @@ class LocalClusterSpawner(ClusterSpawner, LocalProcessSpawner):
         machine_cpus = len(self.cpu_ids)
         for profile in self.profiles.values():
             cores = min(profile.cpus, machine_cpus)  # what reserve() pins
-            if profile.gpus > len(self.gpu_ids):
+            if profile.multi_node:
+                impossible[profile.id] = f"needs {profile.nodes} nodes; this is one machine"
+            elif profile.gpus > len(self.gpu_ids):
                 impossible[profile.id] = (
                     f"needs {profile.gpus} GPU(s); this machine has {len(self.gpu_ids)}"
                 )

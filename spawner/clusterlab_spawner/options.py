@@ -50,6 +50,11 @@ def _hours(value: Any) -> float:
     return float(value)
 
 
+def server_profiles(profiles: Mapping[str, Profile]) -> dict[str, Profile]:
+    """The sizes a JupyterLab server may have: one node each (several-node sizes are for jobs)."""
+    return {key: profile for key, profile in profiles.items() if not profile.multi_node}
+
+
 def validate_user_options(options: Any, profiles: Mapping[str, Profile]) -> Choice:
     """Turn raw ``user_options`` into a Choice, or raise OptionsError."""
     if not isinstance(options, Mapping):

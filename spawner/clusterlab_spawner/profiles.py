@@ -33,6 +33,8 @@ PROFILE_SCHEMA: dict[str, Any] = {
         "cpus": {"type": "integer", "minimum": 1},
         "memory_gb": {"type": "number", "exclusiveMinimum": 0},
         "gpus": {"type": "integer", "minimum": 0},
+        # several nodes of this size at once (cpus, memory_gb and gpus are per node): jobs only
+        "nodes": {"type": "integer", "minimum": 1, "maximum": 64},
         "gpu_type": {"type": "string", "pattern": "^[A-Za-z0-9_.-]+$"},
         "max_hours": {"type": "number", "exclusiveMinimum": 0},
         "default_hours": {"type": "number", "exclusiveMinimum": 0},
@@ -86,6 +88,7 @@ class Profile:
     description: str = ""
     gpus: int = 0
     gpu_type: str = ""
+    nodes: int = 1
     slurm: dict = dataclasses.field(default_factory=dict)
     kubernetes: dict = dataclasses.field(default_factory=dict)
 
@@ -99,13 +102,24 @@ class Profile:
         return self.kubernetes.get("shm_gb") or self.memory_gb * fraction
 
     @property
+    def multi_node(self) -> bool:
+        """Spans several nodes: for distributed jobs, never a JupyterLab (which runs on one)."""
+        return self.nodes > 1
+
+    @property
+    def tasks_per_node(self) -> int:
+        """Processes a distributed job starts on each node: one per GPU, or one on CPU."""
+        return max(self.gpus, 1)
+
+    @property
     def summary(self) -> str:
-        """One line a person reads: '4 cores · 16 GB · 1 GPU (a100)'."""
+        """One line a person reads: '4 cores · 16 GB · 1 GPU (a100)', or '2 nodes × 2 cores · 2 GB'."""
         parts = [f"{self.cpus} core{'s' if self.cpus != 1 else ''}", f"{self.memory_gb:g} GB"]
         if self.gpus:
             gpu = f"{self.gpus} GPU{'s' if self.gpus != 1 else ''}"
             parts.append(f"{gpu} ({self.gpu_type})" if self.gpu_type else gpu)
-        return " · ".join(parts)
+        per_node = " · ".join(parts)
+        return f"{self.nodes} nodes × {per_node}" if self.multi_node else per_node
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -30,15 +30,23 @@ def job_name(username: str, server_name: str = "") -> str:
     return _SAFE_NAME.sub("_", "-".join(parts))[:100]
 
 
-def sbatch_directives(choice: Choice, name: str, output: str) -> list[str]:
-    """The ``#SBATCH`` lines for one server (or job) of this size."""
+def sbatch_directives(choice: Choice, name: str, output: str, requeue: bool | None = None) -> list[str]:
+    """The ``#SBATCH`` lines for one server (or job) of this size.
+
+    ``requeue``: whether Slurm may requeue it when its node fails (a job, which resumes
+    from its checkpoint) or must not (a server: a JupyterLab started again elsewhere
+    would not be the one the hub knows); None leaves it to the cluster's JobRequeue.
+    A size of several nodes gets one task per GPU (or one per node on CPU) on each node,
+    its cores shared among them; cores, memory and GPUs are per node, as Slurm counts them.
+    """
     profile = choice.profile
+    tasks = profile.tasks_per_node if profile.multi_node else 1
     lines = [
         f"--job-name={name}",
         f"--output={output}",
-        "--nodes=1",
-        "--ntasks=1",
-        f"--cpus-per-task={profile.cpus}",
+        f"--nodes={profile.nodes}",
+        *([f"--ntasks-per-node={tasks}"] if profile.multi_node else ["--ntasks=1"]),
+        f"--cpus-per-task={max(1, profile.cpus // tasks)}",
         f"--mem={math.ceil(profile.memory_gb * 1024)}M",
         f"--time={slurm_time(choice.hours)}",
     ]
@@ -48,4 +56,6 @@ def sbatch_directives(choice: Choice, name: str, output: str) -> list[str]:
     for key in ("partition", "account", "qos", "constraint"):
         if profile.slurm.get(key):
             lines.append(f"--{key}={profile.slurm[key]}")
+    if requeue is not None:
+        lines.append("--requeue" if requeue else "--no-requeue")
     return [f"#SBATCH {line}" for line in lines]

@@ -528,7 +528,14 @@ class KubernetesBackend:
 
     def availability(self, profiles: Iterable[Profile]) -> Availability:
         reason = "Kubernetes schedules it when a node has room"
-        return Availability(None, None, None, None, blocked={p.id: reason for p in profiles})
+        profiles = list(profiles)
+        impossible = {p.id: f"needs {p.nodes} nodes: distributed jobs across nodes are not supported on "
+                      "Kubernetes yet (README: Distributed training)" for p in profiles if p.multi_node}
+        return Availability(None, None, None, None, blocked={p.id: reason for p in profiles if p.id not in impossible},
+                            impossible=impossible)
+
+    def launcher(self, choice) -> list[str]:
+        return []  # one container; several-node sizes are refused here (availability says so)
 
     def directives(self, job: Job, log_path: Path, choice) -> list[str]:
         return []  # the size is in the Job's manifest, not in the script

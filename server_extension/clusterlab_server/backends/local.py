@@ -35,7 +35,9 @@ def local_availability(profiles: Iterable[Profile], cores: int, granted_gpus: in
     """
     impossible = {}
     for profile in profiles:
-        if profile.gpus > granted_gpus:
+        if profile.multi_node:
+            impossible[profile.id] = f"needs {profile.nodes} nodes; jobs here run inside this one server"
+        elif profile.gpus > granted_gpus:
             impossible[profile.id] = (f"needs {_count(profile.gpus, 'GPU')}; this server was granted "
                                       f"{granted_gpus or 'none'}")
         elif profile.cpus > cores:
@@ -56,6 +58,9 @@ class LocalBackend:
 
     def availability(self, profiles: Iterable[Profile]) -> Availability:
         return local_availability(profiles, server_cores(), len(gpus.granted()))
+
+    def launcher(self, choice) -> list[str]:
+        return []  # one process; several-node sizes never run here (availability says so)
 
     def directives(self, job: Job, log_path: Path, choice) -> list[str]:
         return []  # the process gets the size through its environment (threads, GPUs)

@@ -146,6 +146,11 @@ JOB = {
         "trial": {"type": ["integer", "null"], "description": "its trial number in that experiment"},
         "restarts": {"type": "integer", "description": "restarts after ends not its own (killed, node failure)"},
         "max_restarts": {"type": "integer"},
+        "expected_start": {"type": ["string", "null"], "format": "date-time",
+                           "description": "while queued: when the scheduler expects it to start (Slurm's "
+                                          "backfill estimate); null when it has none or the job is not waiting"},
+        "requeues": {"type": "integer", "description": "times the scheduler itself requeued it after a node "
+                                                       "failed under it (Slurm's --requeue); not counted in restarts"},
         "restart_history": {"type": "array", "items": {
             "type": "object", "required": ["time", "reason"],
             "properties": {"time": {"type": "string", "format": "date-time"}, "reason": {"type": "string"}}}},

@@ -22,8 +22,9 @@ here, at the method where it goes wrong:
   (``exec_prefix``, then run by the hub through a shell, included).
   :class:`PortReportHandler` takes a port and nothing else.
 
-While a job waits, the spawn page says why in words (Slurm's pending reason
-and the position in the partition's queue), then on which node it starts; a
+While a job waits, the spawn page says why in words (Slurm's pending reason,
+the position in the partition's queue, and when Slurm's backfill expects it to
+start, from the same one squeue), then on which node it starts; a
 job that ends before JupyterLab answers fails the spawn with the tail of its
 Slurm log.
 """
@@ -49,7 +50,7 @@ from traitlets import Bool, Float, Unicode, default
 
 from .availability import Availability, availability_from_nodes
 from .slurm_directives import job_name, sbatch_directives
-from .slurm_queue import SlurmJob, SlurmNodes, SlurmQueue, reason_in_words, run
+from .slurm_queue import SlurmJob, SlurmNodes, SlurmQueue, reason_in_words, run, start_in_words
 from .spawner import ClusterSpawner
 
 VENV_BIN = Path(sys.executable).parent
@@ -277,7 +278,9 @@ class FixedSlurmSpawner(batchspawner.SlurmSpawner):
             position, pending = self.queue.position(job)
             where = f"partition {job.partition}" if job.partition else "the queue"
             place = f", position {position} of {pending}" if position else ""
-            return f"Slurm job {self.job_id} is pending in {where}{place}: {reason_in_words(job.reason)}"
+            expected = f"; Slurm expects it to start at {start_in_words(job.expected_start)}" \
+                if job.expected_start else ""
+            return f"Slurm job {self.job_id} is pending in {where}{place}: {reason_in_words(job.reason)}{expected}"
         if job.state == "CONFIGURING":
             return f"Slurm job {self.job_id}: node {job.first_node} is being prepared"
         return f"Slurm job {self.job_id} is {job.state.lower()}"

@@ -6,6 +6,7 @@ Sizes come from ``sinfo``, read the way the hub's size form reads it
 
 from __future__ import annotations
 
+import datetime
 import getpass
 import subprocess
 import threading
@@ -22,10 +23,22 @@ from clusterlab_spawner.slurm_queue import (
     parse_sinfo,
     parse_squeue,
     reason_in_words,
+    squeue_env,
 )
 
 from ..store import Job, utcnow
 from .common import BackendError, ended_status
+
+
+def same_instant(stored: datetime.datetime | None, new: datetime.datetime | None) -> datetime.datetime | None:
+    """``new`` in UTC, or ``stored`` itself when it is the same instant: SQLite hands a stored time back
+    without its zone, and a poll that finds nothing new must change nothing."""
+    if new is None:
+        return None
+    new = new.astimezone(datetime.timezone.utc)
+    if stored is not None and (stored if stored.tzinfo else stored.replace(tzinfo=datetime.timezone.utc)) == new:
+        return stored
+    return new
 
 
 # ends Slurm inflicted, which a restart from the checkpoint may get past; a TIMEOUT is the hours asked for
@@ -87,7 +100,8 @@ class SlurmBackend:
         """One squeue for every job; a failing squeue changes nothing."""
         if not jobs:
             return {}
-        result = self._run([f"{self.bin_dir}/squeue", "--noheader", "--states=all", f"--format={SQUEUE_FORMAT}"])
+        result = self._run([f"{self.bin_dir}/squeue", "--noheader", "--states=all", f"--format={SQUEUE_FORMAT}"],
+                           env=squeue_env())
         if result.returncode != 0:
             return {}  # Slurm not answering: keep what we knew
         known = parse_squeue(result.stdout)
@@ -95,7 +109,9 @@ class SlurmBackend:
         for job in jobs:
             seen = known.get(job.scheduler_id)
             if seen is not None and seen.pending:
-                change = {"status": "queued", "reason": reason_in_words(seen.reason)}
+                # Slurm's backfill estimate, once it has one (within bf_interval of the submit)
+                change = {"status": "queued", "reason": reason_in_words(seen.reason),
+                          "expected_start": same_instant(job.expected_start, seen.expected_start)}
             elif seen is not None and seen.running:
                 change = {"status": "running", "node": seen.first_node, "reason": "",
                           "start_time": job.start_time or utcnow()}
@@ -111,6 +127,7 @@ class SlurmBackend:
                     # a scancel outside ClusterLab (ours marks the folder first): somebody meant it to stop
                     change.update(status="cancelled", reason="cancelled in Slurm (scancel), not through ClusterLab",
                                   restartable=False)
+            change.setdefault("expected_start", None)  # only a waiting job has one
             if any(getattr(job, key) != value for key, value in change.items()
                    if key not in ("start_time", "restartable")):
                 changes[job.id] = change

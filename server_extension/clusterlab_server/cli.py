@@ -11,6 +11,7 @@ submitted here shows in the web job list and the other way round::
     clusterlab logs 20250101-120000-abcdef -f
     clusterlab cancel 20250101-120000-abcdef
     clusterlab rerun 20250101-120000-abcdef -p args=--epochs,10
+    clusterlab reindex                        # rebuild the job list from the job folders
 
 An experiment is a hyperparameter search: trials, each an ordinary job, of one
 training template over a search space (docs/experiments.md)::
@@ -659,6 +660,20 @@ def cmd_cancel(service: JobService, args) -> int:
     return EXIT_OK
 
 
+def cmd_reindex(service: JobService, args) -> int:
+    """The index (``jobs.sqlite``) made again from the job and experiment folders, which are the record."""
+    done = service.store.reindex()
+    service.refresh()  # a job the folders say is queued or running: what the scheduler says now
+    if args.json:
+        print_json(done, sys.stdout)
+        return EXIT_OK
+    for why in done["unreadable"]:
+        sys.stderr.write(f"clusterlab: skipped {clean(why)}\n")
+    sys.stdout.write(f"{plural(done['jobs'], 'job')} and {plural(done['experiments'], 'experiment')} "
+                     "indexed from their folders\n")
+    return EXIT_OK
+
+
 # ----- experiments ------------------------------------------------------------------------
 
 
@@ -1181,6 +1196,10 @@ def build_parser() -> argparse.ArgumentParser:
     input_options(sub, "an input; any --input replaces the job's inputs (default: the same versions)")
     sub.epilog = INPUT_EPILOG
     follow_option(sub)
+    json_option(sub)
+
+    sub = command("reindex", "rebuild the list of jobs and experiments from their folders (the record); the "
+                  "list is rebuilt by itself when it is found broken or missing", cmd_reindex)
     json_option(sub)
 
     sub = command("experiments", "list experiments (hyperparameter searches), newest first", cmd_experiments)

@@ -481,23 +481,34 @@ class JobService:
     def job_script(self, job: Job, folder: Path, template: Template, choice) -> str:
         """``job.sh`` for ``job`` in ``folder``: the backend's directives, our variables, the template's argv."""
         directives = self.backend.directives(job, folder / "log.txt", choice)
-        return self._script(folder, template, directives, self._job_variables(folder, choice))
+        return self._script(folder, template, directives, self._job_variables(folder, choice),
+                            self.backend.launcher(choice))
 
     @staticmethod
-    def _script(folder: Path, template: Template, directives: list[str], variables: dict) -> str:
+    def _script(folder: Path, template: Template, directives: list[str], variables: dict,
+                launcher: list[str] = ()) -> str:
         """The batch script: our paths and the template's argv, every word quoted.
 
         It carries its own variables, so that it runs the same from any backend,
-        after a Slurm requeue, or by hand.
+        after a Slurm requeue, or by hand. ``launcher`` starts the template's processes
+        across nodes (srun, for a size of several nodes). A run that Slurm requeued
+        (SLURM_RESTART_COUNT, set by Slurm alone) says so in the log and in the folder's
+        ``requeues``, which the job's card shows.
         """
         q = shlex.quote
+        requeues = q(str(folder / "requeues"))
         return "\n".join([
             "#!/bin/bash",
             *directives,
             *(f"export {key}={q(value)}" for key, value in variables.items()),
             f"cd {q(str(folder / 'output'))} || exit 1",
             f"echo \"ClusterLab job $CLUSTERLAB_JOB_ID ({q(template.id)}) on $(hostname)\"",
-            shlex.join(template.command()),
+            'if [ "${SLURM_RESTART_COUNT:-0}" -gt 0 ]; then',
+            '  echo "ClusterLab: Slurm requeued this job (restart $SLURM_RESTART_COUNT, after its node failed or '
+            'it was requeued); it continues from its last checkpoint on $SLURM_JOB_NODELIST"',
+            f'  echo "$SLURM_RESTART_COUNT" > {requeues}',
+            "fi",
+            shlex.join([*launcher, *template.command()]),
             "status=$?",
             f"echo $status > {q(str(folder / 'exit_code.tmp'))} && mv {q(str(folder / 'exit_code.tmp'))} "
             f"{q(str(folder / 'exit_code'))}",
@@ -506,7 +517,8 @@ class JobService:
         ])
 
     def _job_variables(self, folder: Path, choice) -> dict[str, str]:
-        threads = str(choice.profile.cpus)
+        profile = choice.profile  # a size of several nodes shares each node's cores among its processes there
+        threads = str(max(1, profile.cpus // profile.tasks_per_node) if profile.multi_node else profile.cpus)
         return {
             "CLUSTERLAB_JOB_ID": folder.name,
             "CLUSTERLAB_JOB_DIR": str(folder),
@@ -659,21 +671,7 @@ class JobService:
             return
         self.store.update(job.id, status="queued", scheduler_id=scheduler_id, restarts=number,
                           restart_history=history, reason=(f"restarted after: {why}" if count else why)[:500],
-                          exit_code=None, end_time=None, node="")
-        self._record_restarts(folder, number, history)
-
-    @staticmethod
-    def _record_restarts(folder: Path, restarts: int, history: list) -> None:
-        """The folder's ``job.json`` (the record a user keeps) says its restarts too."""
-        record_file = folder / "job.json"
-        try:
-            record = json.loads(record_file.read_text())
-        except (OSError, ValueError):
-            return  # a controller's folder has none
-        record.update(restarts=restarts, restart_history=history)
-        tmp = folder / "job.json.tmp"
-        tmp.write_text(dumps(record))
-        tmp.replace(record_file)
+                          exit_code=None, end_time=None, node="")  # the store writes the folder's record too
 
     def cancel(self, job_id: str) -> Job:
         return self._stop(job_id, "cancelled", "")

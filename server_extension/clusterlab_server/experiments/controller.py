@@ -41,11 +41,10 @@ from optuna.trial import FrozenTrial, TrialState
 from ..service import JobError, JobService, Settings
 from ..store import Job, utcnow
 from .spec import ExperimentSpec
-from .store import ExperimentStore
+from .store import STATE_FILE, ExperimentStore
 
 log = logging.getLogger("clusterlab.experiments")
 
-STATE_FILE = "experiment.json"
 STUDY_FILE = "study.journal"
 LOCK_FILE = "controller.lock"
 

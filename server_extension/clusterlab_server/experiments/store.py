@@ -3,19 +3,27 @@
 An experiment's trials are jobs (``jobs.experiment_id``, ``jobs.trial``), and so is
 its controller (``jobs.kind == "controller"``); this row holds what the request
 was (its checked spec) and how the experiment stands as a whole.
+
+It is the same index as the jobs' (one file, :mod:`..sqlite_index`), and as
+theirs, its rows can be rebuilt from the folders: the experiment's
+``experiment.json`` holds the request, and the store writes its status there too.
 """
 
 from __future__ import annotations
 
 import datetime
+import json
+from pathlib import Path
 
-from sqlalchemy.exc import OperationalError
 from sqlalchemy import JSON, DateTime, String, delete, func, select
-from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import Mapped, mapped_column
 
-from ..store import Base, utcnow
+from ..sqlite_index import Sessions, SQLiteIndex, indexed
+from ..store import Base, iso, parse_time, update_record, utcnow
 
 EXPERIMENT_STATUSES = ("running", "completed", "failed", "cancelled")
+STATE_FILE = "experiment.json"  # the experiment's record: its request and settings (the controller's state)
+RECORDED = {"status", "reason", "created", "ended"}
 
 
 class Experiment(Base):
@@ -44,22 +52,24 @@ class Experiment(Base):
 
 class ExperimentStore:
     def __init__(self, engine):
-        try:
-            Experiment.__table__.create(engine, checkfirst=True)
-        except OperationalError as e:
-            # two processes (the server and a CLI, say) creating a new store's table at once
-            if "already exists" not in str(e):
-                raise
-        self.session: sessionmaker[Session] = sessionmaker(engine, expire_on_commit=False)
+        """``engine``: the job store's (``JobStore.engine``), whose index this table is part of."""
+        self.index = SQLiteIndex.of(engine)
+        self.session: Sessions = self.index.session
+        self.index.run(lambda: Experiment.__table__.create(self.session.writer, checkfirst=True))
 
+    @indexed
     def add(self, experiment: Experiment) -> None:
         with self.session.begin() as s:
             s.add(experiment)
+            s.flush()
+            write_experiment_record(experiment)
 
+    @indexed
     def get(self, experiment_id: str) -> Experiment | None:
         with self.session() as s:
             return s.get(Experiment, experiment_id)
 
+    @indexed
     def list(self, status: str | None, limit: int, offset: int, project: str | None = None
              ) -> tuple[list[Experiment], int]:
         query = select(Experiment)
@@ -73,15 +83,18 @@ class ExperimentStore:
             rows = s.scalars(newest_first.limit(limit).offset(offset))
             return list(rows), total
 
+    @indexed
     def unfinished(self) -> list[Experiment]:
         with self.session() as s:
             return list(s.scalars(select(Experiment).where(Experiment.status == "running")))
 
+    @indexed
     def projects(self) -> dict[str, int]:
         with self.session() as s:
             rows = s.execute(select(Experiment.project, func.count()).group_by(Experiment.project))
             return {project or "default": count for project, count in rows}
 
+    @indexed
     def update(self, experiment_id: str, only_if_running: bool = False, **changes) -> bool:
         """Change a row; ``only_if_running``: only while it runs (a cancel is never overwritten)."""
         with self.session.begin() as s:
@@ -90,8 +103,39 @@ class ExperimentStore:
                 return False
             for key, value in changes.items():
                 setattr(row, key, value)
+            if RECORDED & changes.keys():
+                write_experiment_record(row)
             return True
 
+    @indexed
     def delete(self, experiment_id: str) -> None:
         with self.session.begin() as s:
             s.execute(delete(Experiment).where(Experiment.id == experiment_id))
+
+
+def write_experiment_record(row: Experiment) -> None:
+    """How the experiment stands, in its ``experiment.json`` beside the request (for a rebuild of the index)."""
+    update_record(Path(row.folder) / STATE_FILE, {"status": row.status, "reason": row.reason,
+                                                  "created": iso(row.created), "ended": iso(row.ended)})
+
+
+def experiments_from_folders(root: Path, unreadable: list[str]):
+    """The rows of the experiments whose folders are under ``root``, from their ``experiment.json``; what
+    cannot be read is said in ``unreadable``. One from before records held a status is running: its
+    controller's job says whether it still is."""
+    for state_file in sorted(root.glob(f"*/{STATE_FILE}")):
+        try:
+            state = json.loads(state_file.read_text())
+            spec = state["spec"]
+            created = parse_time(state.get("created")) or datetime.datetime.strptime(
+                state["id"][:15], "%Y%m%d-%H%M%S").replace(tzinfo=datetime.timezone.utc)
+            row = Experiment(
+                id=state["id"], name=spec["name"], template=spec["template"], spec=spec, folder=str(state_file.parent),
+                status=state.get("status") if state.get("status") in EXPERIMENT_STATUSES else "running",
+                reason=state.get("reason") or "", created=created, ended=parse_time(state.get("ended")),
+                project=spec.get("project") or "default",
+            )
+        except (OSError, ValueError, TypeError, KeyError) as e:
+            unreadable.append(f"{state_file}: {e}")
+            continue
+        yield row

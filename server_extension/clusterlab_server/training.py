@@ -16,7 +16,13 @@ A template script starts with ``job = TrainingJob.from_environment()`` and gets:
 - ``job.given_as(key)`` and ``job.file_in(key, name, made_by)``: a parameter that names a dataset or an
   earlier job's output (mounted read-only at ``input/<key>/``), as the user gave it, and the file a
   template expects in such a folder (``model.pt``);
-- ``fail(message)``: stop before any training with a message a user understands.
+- ``fail(message)``: stop before any training with a message a user understands;
+- ``job.distributed``: this process's place in a data-parallel job across nodes (``srun``
+  starts one process per GPU, or per node on CPU; the rendezvous comes from Slurm's
+  environment, or torchrun's): ``job.distributed.start()`` joins the process group (NCCL
+  on GPUs, gloo on CPU). Only rank 0 writes metrics, checkpoints, TensorBoard events and
+  the log's progress lines; the other ranks' writes are dropped here, once for every
+  template.
 
 A user's own script (the ``python-script`` template) takes part with one line
 per epoch, ``report(epoch, epochs, val_accuracy=...)``, and reads the values an
@@ -66,8 +72,9 @@ def report(epoch: int, epochs: int, step: int | None = None, **metrics: float) -
 class MetricsLog:
     """``metrics.jsonl``: one JSON object per line, rewritable from a given epoch on."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, enabled: bool = True):
         self.path = path
+        self.enabled = enabled  # False on ranks other than 0: one writer
 
     def read(self) -> list[dict]:
         if not self.path.exists():
@@ -82,12 +89,16 @@ class MetricsLog:
 
     def keep_until(self, epoch: int) -> None:
         """Drop lines after ``epoch`` (they belong to work the checkpoint does not have)."""
+        if not self.enabled:
+            return
         kept = [line for line in self.read() if line.get("epoch", 0) <= epoch]
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text("".join(json.dumps(line) + "\n" for line in kept))
         tmp.replace(self.path)
 
     def write(self, step: int, epoch: int, epochs: int, **metrics: float) -> None:
+        if not self.enabled:
+            return
         line = {"step": step, "epoch": epoch, "epochs": epochs, "time": round(time.time(), 3),
                 "metrics": {k: float(v) for k, v in metrics.items()}}
         with open(self.path, "a") as f:
@@ -96,13 +107,17 @@ class MetricsLog:
 
 
 class Checkpoints:
-    """``checkpoints/last.pt``: everything needed to continue, written atomically."""
+    """``checkpoints/last.pt``: everything needed to continue, written atomically (by rank 0 alone:
+    ``enabled`` is False on the other ranks of a distributed job, which read it but never write)."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, enabled: bool = True):
         self.folder = folder
         self.latest = folder / "last.pt"
+        self.enabled = enabled
 
     def save(self, state: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
         import torch
 
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -118,13 +133,120 @@ class Checkpoints:
         return torch.load(self.latest, map_location="cpu", weights_only=False)
 
 
+def expand_nodelist(nodelist: str) -> list[str]:
+    """Slurm's compressed host list -> names: ``node[1-3,7],gpu-a`` -> node1, node2, node3, node7, gpu-a
+    (zero padding kept: ``n[08-10]`` -> n08, n09, n10). The same as ``scontrol show hostnames``."""
+    names, i = [], 0
+    while i < len(nodelist):
+        end = i
+        depth = 0
+        while end < len(nodelist) and (depth or nodelist[end] != ","):
+            depth += {"[": 1, "]": -1}.get(nodelist[end], 0)
+            end += 1
+        part, i = nodelist[i:end].strip(), end + 1
+        if "[" not in part:
+            if part:
+                names.append(part)
+            continue
+        prefix, ranges = part[:part.index("[")], part[part.index("[") + 1:part.rindex("]")]
+        suffix = part[part.rindex("]") + 1:]
+        for piece in ranges.split(","):
+            low, _, high = piece.partition("-")
+            width = len(low) if low.startswith("0") else 0
+            for number in range(int(low), int(high or low) + 1):
+                names.append(f"{prefix}{number:0{width}d}{suffix}")
+    return names
+
+
+class Distributed:
+    """This process's rank in a job of several processes, from Slurm's environment (``srun`` sets
+    SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID, SLURM_JOB_NODELIST) or torchrun's (RANK, WORLD_SIZE,
+    LOCAL_RANK, MASTER_ADDR, MASTER_PORT). One process alone is rank 0 of 1, and start() does nothing."""
+
+    def __init__(self, environ: dict | None = None):
+        env = os.environ if environ is None else environ
+        if "RANK" in env and "WORLD_SIZE" in env:  # torchrun, or a launcher that speaks its variables
+            self.rank, self.world_size = int(env["RANK"]), int(env["WORLD_SIZE"])
+            self.local_rank = int(env.get("LOCAL_RANK", 0))
+            self.master = env.get("MASTER_ADDR", "127.0.0.1")
+            self.port = int(env.get("MASTER_PORT", 29500))
+        elif int(env.get("SLURM_NTASKS", 1)) > 1 and "SLURM_PROCID" in env:
+            self.rank, self.world_size = int(env["SLURM_PROCID"]), int(env["SLURM_NTASKS"])
+            self.local_rank = int(env.get("SLURM_LOCALID", 0))
+            self.master = expand_nodelist(env.get("SLURM_JOB_NODELIST", "127.0.0.1"))[0]
+            # one port per job (a requeued job keeps its id, and its last run is gone): away from ephemeral ports
+            self.port = 20000 + int(env.get("SLURM_JOB_ID", 0)) % 10000
+        else:
+            self.rank, self.world_size, self.local_rank, self.master, self.port = 0, 1, 0, "", 0
+        self.started = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: the one process that writes what the job keeps."""
+        return self.rank == 0
+
+    def start(self, device) -> None:
+        """Join the process group: NCCL between GPUs, gloo between CPUs."""
+        if not self.enabled or self.started:
+            return
+        import datetime
+
+        import torch.distributed as dist
+
+        if device.type == "cuda":
+            import torch
+
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
+                                init_method=f"tcp://{self.master}:{self.port}", rank=self.rank,
+                                world_size=self.world_size, timeout=datetime.timedelta(minutes=10))
+        self.started = True
+
+    def sum(self, *values: float) -> list[float]:
+        """Each value summed over every rank (one all_reduce)."""
+        if not self.started:
+            return list(values)
+        import torch
+        import torch.distributed as dist
+
+        tensor = torch.tensor(values, dtype=torch.float64,
+                              device="cuda" if dist.get_backend() == "nccl" else "cpu")
+        dist.all_reduce(tensor)
+        return tensor.tolist()
+
+    def barrier(self) -> None:
+        if self.started:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.started:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+            self.started = False
+
+
+class _Discard:
+    """What a rank other than 0 gets for a TensorBoard writer: every call does nothing."""
+
+    def __getattr__(self, _name):
+        return lambda *args, **kwargs: None
+
+
 class TrainingJob:
-    def __init__(self, params: dict, output: Path, cpus: int):
+    def __init__(self, params: dict, output: Path, cpus: int, distributed: Distributed | None = None):
         self.params = params
         self.output = output
         self.cpus = cpus
-        self.metrics = MetricsLog(output / "metrics.jsonl")
-        self.checkpoints = Checkpoints(output / "checkpoints")
+        self.distributed = distributed or Distributed({})
+        self.metrics = MetricsLog(output / "metrics.jsonl", enabled=self.distributed.main)
+        self.checkpoints = Checkpoints(output / "checkpoints", enabled=self.distributed.main)
         self._tensorboard = None
 
     @classmethod
@@ -134,7 +256,10 @@ class TrainingJob:
         params = json.loads(Path(params_file).read_text()) if params_file else {}
         output = Path(os.environ.get("CLUSTERLAB_OUTPUT", os.getcwd()))
         cpus = int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
-        return cls(params, output, cpus)
+        distributed = Distributed()
+        if not distributed.main:
+            sys.stdout = open(os.devnull, "w")  # one copy of the progress lines in the log: rank 0's (errors stay)
+        return cls(params, output, cpus, distributed)
 
     def path(self, key: str) -> Path:
         """A path parameter: relative ones are in the workspace, as the job service checked."""
@@ -184,9 +309,12 @@ class TrainingJob:
 
     @property
     def device(self):
+        """The GPU (this rank's own, in a distributed job) when one is granted, else the CPU."""
         import torch
 
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        return torch.device("cuda", self.distributed.local_rank % torch.cuda.device_count())
 
     @property
     def amp(self) -> bool:
@@ -209,6 +337,8 @@ class TrainingJob:
 
     def tensorboard(self, resume_step: int = 0):
         """The event writer; on resume, events after ``resume_step`` are purged."""
+        if not self.distributed.main:
+            return _Discard()
         if self._tensorboard is None:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -220,6 +350,7 @@ class TrainingJob:
     def close(self) -> None:
         if self._tensorboard is not None:
             self._tensorboard.close()
+        self.distributed.close()
 
     # ----- resuming --------------------------------------------------------------------
 
@@ -227,7 +358,7 @@ class TrainingJob:
         """The latest checkpoint, with metrics.jsonl cut back to it; None on a fresh start."""
         state = self.checkpoints.load()
         if state is None:
-            if self.metrics.path.exists():
+            if self.distributed.main and self.metrics.path.exists():
                 self.metrics.path.unlink()  # a run killed before its first checkpoint
             return None
         self.metrics.keep_until(state["epoch"])

@@ -12,6 +12,12 @@ Runs in the job's output folder and writes there:
 - ``model.pt``: the trained model (state_dict, class names, image size, model
   size): all that ``image-classification-infer`` needs.
 
+Across nodes (a size with ``nodes: 2``: srun starts one process per GPU, or per node on
+CPU) it trains data-parallel (DistributedDataParallel; NCCL on GPUs, gloo on CPU):
+``batch_size`` stays the batch of one step, split across the processes, so that
+the run learns as a one-node run does; each process reads its share of the
+training images; rank 0 alone validates and writes everything above.
+
 ``dataset`` and ``weights`` may be inputs the job service mounted read-only (a
 dataset version, an earlier job's output: see TrainingJob.file_in): nothing is written
 next to them.
@@ -132,19 +138,28 @@ def main() -> None:
 
     device, amp = job.device, job.amp
     cuda = device.type == "cuda"
+    dist = job.distributed
+    dist.start(device)  # a no-op for one process
     if cuda:
         torch.backends.cudnn.benchmark = True
     channels_last = True  # NHWC: faster convolutions with cuDNN tensor cores and with oneDNN on CPUs
     epochs, batch_size, size = p["epochs"], p["batch_size"], p["image_size"]
+    if dist.enabled:  # one step's batch, split across the processes
+        batch_size = max(1, batch_size // dist.world_size)
     workers = job.loader_workers()
     job.seed(p["seed"])
 
     def loader(split, shuffle: bool, generator=None):
         dataset = ImageFiles(split.files, split.labels, size)
+        # across processes each reads its share, shuffled by (seed, epoch): the same on a resumed run
+        sampler = (torch.utils.data.DistributedSampler(dataset, dist.world_size, dist.rank, shuffle=True,
+                                                       seed=p["seed"], drop_last=True)
+                   if shuffle and dist.enabled else None)
         return torch.utils.data.DataLoader(
-            dataset, batch_size=batch_size if shuffle else batch_size * 2, shuffle=shuffle,
-            drop_last=shuffle and len(dataset) > batch_size, num_workers=workers, pin_memory=cuda,
-            persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None, generator=generator,
+            dataset, batch_size=batch_size if shuffle else batch_size * 2, shuffle=shuffle and sampler is None,
+            sampler=sampler, drop_last=shuffle and len(dataset) > batch_size, num_workers=workers,
+            pin_memory=cuda, persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None,
+            generator=generator if sampler is None else None,
         )
 
     sampler_generator = torch.Generator().manual_seed(p["seed"])
@@ -188,12 +203,18 @@ def main() -> None:
     elif weights is not None:
         load_initial_weights(model, weights, weights_shown, p["model_size"])
     writer = job.tensorboard(resume_step=step + 1)  # drops events a killed run wrote after its checkpoint
+    trained = model  # what the training steps call: the model itself, or its data-parallel wrapper
+    if dist.enabled:
+        trained = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if cuda else None)
 
     print(f"{len(data.train.files)} training and {len(data.val.files)} validation images, "
           f"{len(data.classes)} classes: {', '.join(data.classes)}", flush=True)
     print(f"model {p['model_size']} ({sum(t.numel() for t in model.parameters()):,} parameters), "
           f"{size}x{size} images, batch {batch_size}, {p['optimizer']} lr {lr:g}, {epochs} epochs; on {device}"
           f"{' with mixed precision' if amp else ''}, {job.cpus} core(s), {workers} loader worker(s)", flush=True)
+    if dist.enabled:
+        print(f"data-parallel across {dist.world_size} processes ({os.environ.get('SLURM_JOB_NODELIST', 'local')}), "
+              f"{batch_size} images per process and step", flush=True)
 
     def to_device(images, labels):
         images = images.to(device, non_blocking=True)
@@ -204,6 +225,9 @@ def main() -> None:
     val_loss = val_accuracy = float("nan")
     while epoch < epochs:
         epoch += 1
+        if dist.enabled:
+            train_loader.sampler.set_epoch(epoch)
+            torch.manual_seed(p["seed"] * 1009 + epoch * 101 + dist.rank)  # each process its own flips
         model.train()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
@@ -217,7 +241,7 @@ def main() -> None:
             for group in optimizer.param_groups:
                 group["lr"] = lr_now
             with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-                logits = model(images)
+                logits = trained(images)
                 loss = F.cross_entropy(logits, labels)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -230,7 +254,10 @@ def main() -> None:
         if cuda:
             torch.cuda.synchronize()
         train_seconds = time.perf_counter() - started
-        loss_mean, accuracy = loss_sum.item() / seen, correct.item() / seen
+        loss_total, correct_total, seen_total = dist.sum(loss_sum.item(), correct.item(), seen)
+        loss_mean, accuracy = loss_total / seen_total, correct_total / seen_total
+        if not dist.main:
+            continue  # rank 0 validates and writes; the others go on to the next epoch's first step
 
         model.eval()
         val_loss_sum, val_correct, val_seen = 0.0, 0, 0
@@ -252,7 +279,7 @@ def main() -> None:
                             samples.append((images[i].to("cpu", memory_format=torch.contiguous_format),
                                             int(labels[i]), int(predicted[i]), float(confidence[i])))
         val_loss, val_accuracy = val_loss_sum / val_seen, val_correct / val_seen
-        samples_per_s = seen / train_seconds
+        samples_per_s = seen_total / train_seconds
 
         for tag, value in (("loss/train", loss_mean), ("loss/val", val_loss), ("accuracy/train", accuracy),
                            ("accuracy/val", val_accuracy), ("lr", lr_now), ("samples_per_s", samples_per_s)):
@@ -272,6 +299,9 @@ def main() -> None:
             "image_size": size, "model_size": p["model_size"], "val_accuracy": val_accuracy,
         })
 
+    if not dist.main:
+        job.close()
+        return
     if math.isnan(val_accuracy):  # resumed after the last epoch: its result is in the checkpoint
         val_accuracy = float((state or {}).get("val_accuracy", float("nan")))
     target = job.output / "model.pt"

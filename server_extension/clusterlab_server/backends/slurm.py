@@ -27,6 +27,7 @@ from clusterlab_spawner.slurm_queue import (
 )
 
 from ..store import Job, utcnow
+from ..training import expand_nodelist
 from .common import BackendError, ended_status
 
 
@@ -43,6 +44,11 @@ def same_instant(stored: datetime.datetime | None, new: datetime.datetime | None
 
 # ends Slurm inflicted, which a restart from the checkpoint may get past; a TIMEOUT is the hours asked for
 SLURM_ENDS_NOT_ITS_OWN = ("OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL")
+
+
+def node_names(seen) -> str:
+    """Every node a job runs (or ran) on, as the job's card lists them: ``node1,node2``."""
+    return ",".join(expand_nodelist(seen.nodes)) if seen.nodes else ""
 
 
 class SlurmBackend:
@@ -87,7 +93,13 @@ class SlurmBackend:
     def directives(self, job: Job, log_path: Path, choice) -> list[str]:
         from clusterlab_spawner.slurm_directives import job_name, sbatch_directives
 
-        return sbatch_directives(choice, job_name(getpass.getuser(), job.name), str(log_path))
+        # requeued by Slurm when a node fails under it: it resumes from its checkpoint on another node
+        return sbatch_directives(choice, job_name(getpass.getuser(), job.name), str(log_path), requeue=True)
+
+    def launcher(self, choice) -> list[str]:
+        """What starts a size of several nodes: srun, one process per GPU (or per node) on every node;
+        a task that fails ends the others rather than leaving them waiting at a collective."""
+        return [f"{self.bin_dir}/srun", "--kill-on-bad-exit=1"] if choice.profile.multi_node else []
 
     def submit(self, job: Job, script: Path, log_path: Path, env: dict) -> str:
         # append: a restart (the same job.sh and log.txt) keeps the log of the runs before it
@@ -113,13 +125,13 @@ class SlurmBackend:
                 change = {"status": "queued", "reason": reason_in_words(seen.reason),
                           "expected_start": same_instant(job.expected_start, seen.expected_start)}
             elif seen is not None and seen.running:
-                change = {"status": "running", "node": seen.first_node, "reason": "",
+                change = {"status": "running", "node": node_names(seen), "reason": "",
                           "start_time": job.start_time or utcnow()}
             else:
                 reason = f"Slurm says {seen.state}" if seen is not None else "no longer known to Slurm"
                 change = ended_status(job.folder, reason)
                 if seen is not None and seen.nodes:
-                    change["node"] = seen.first_node  # where it ran, even if we never saw it running
+                    change["node"] = node_names(seen)  # where it ran, even if we never saw it running
                 if seen is not None and seen.state in SLURM_ENDS_NOT_ITS_OWN + ("TIMEOUT",):
                     change.update(status="failed", reason=f"Slurm: {seen.state.lower().replace('_', ' ')}",
                                   restartable=seen.state in SLURM_ENDS_NOT_ITS_OWN)
@@ -128,10 +140,40 @@ class SlurmBackend:
                     change.update(status="cancelled", reason="cancelled in Slurm (scancel), not through ClusterLab",
                                   restartable=False)
             change.setdefault("expected_start", None)  # only a waiting job has one
+            change.update(self._requeued(job, seen, change))
             if any(getattr(job, key) != value for key, value in change.items()
                    if key not in ("start_time", "restartable")):
                 changes[job.id] = change
         return changes
+
+    def _requeued(self, job: Job, seen, change: dict) -> dict:
+        """What to record when Slurm requeued a job (``--requeue``: its node failed under it): seen as a job
+        we knew running that waits again, or from the ``requeues`` its own script wrote when it started
+        again (SLURM_RESTART_COUNT), in case no poll saw it waiting. Slurm's own restart, not ours: it keeps
+        its job id, and it resumes from its checkpoint."""
+        count = job.requeues or 0
+        written = Path(job.folder) / "requeues"
+        try:
+            said = int(written.read_text().strip()) if written.exists() else 0
+        except (OSError, ValueError):
+            said = 0
+        waits_again = job.status == "running" and seen is not None and seen.pending
+        new = max(said, count + 1 if waits_again else count)
+        facts: dict = {}
+        if new > count:
+            nodes, _ = self.nodes()
+            down = {n.name for n in nodes or [] if not n.usable}
+            lost = [name for name in (job.node or "").split(",") if name in down]
+            why = f"node {', '.join(lost)} failed" if lost else "Slurm requeued it"
+            history = [*(job.restart_history or []),
+                       {"time": utcnow().isoformat(), "reason": f"requeued by Slurm: {why}; it continues from its "
+                                                                "checkpoint"}]
+            facts = {"requeues": new, "restart_history": history}
+        if new and change.get("status") == "queued" and seen is not None and seen.reason == "BeginTime":
+            # Slurm holds a requeued job back for a while (its requeue delay): say that, not "start time"
+            facts["reason"] = "requeued by Slurm after a node failure; it starts again once Slurm's requeue delay " \
+                              "has passed, from its last checkpoint"
+        return facts
 
     def cancel(self, job: Job) -> None:
         result = self._run([f"{self.bin_dir}/scancel", job.scheduler_id])

@@ -71,6 +71,7 @@ export interface IJob {
   status: JobStatus;
   scheduler_id: string | null;
   reason: string | null;
+  /** where it runs or ran: one node, or several joined by commas ("node1,node2") */
   node: string | null;
   exit_code: number | null;
   rerun_of: string | null;
@@ -87,6 +88,10 @@ export interface IJob {
   restarts?: number;
   max_restarts?: number;
   restart_history?: { time: string; reason: string }[];
+  /** while queued: when the scheduler expects it to start (Slurm's backfill estimate), if it says */
+  expected_start?: string | null;
+  /** times the scheduler itself requeued it after a node failed under it (Slurm's --requeue) */
+  requeues?: number;
   /** the project it belongs to ("default" unless one was given) */
   project?: string;
   /** what it read: dataset versions and other jobs' outputs, pinned at submit */

@@ -69,3 +69,40 @@ export function shortPath(path: string, keep = 3): string {
   const parts = path.split('/').filter(part => part !== '');
   return path.startsWith('/') && parts.length > keep ? `…/${parts.slice(-keep).join('/')}` : path;
 }
+
+/** "under a minute", "3 min", "1 h 2 min", "2 days": how long until a time. */
+function durationInWords(seconds: number): string {
+  if (seconds < 60) {
+    return 'under a minute';
+  }
+  const minutes = Math.round(seconds / 60);
+  if (minutes < 60) {
+    return `${minutes} min`;
+  }
+  const hours = Math.floor(minutes / 60);
+  if (hours < 24) {
+    return minutes % 60 ? `${hours} h ${minutes % 60} min` : `${hours} h`;
+  }
+  const days = Math.round(hours / 24);
+  return `${days} day${days === 1 ? '' : 's'}`;
+}
+
+/**
+ * A time to come in the browser's zone, and how long until it: "14:05 (in 3 min)",
+ * "Tue 2 Jun 09:00 (in 2 days)" on another day, "14:05 (any moment now)" once it is due
+ * (a scheduler's estimate that has not come true yet). The hub's spawn page says it alike.
+ */
+export function startInWords(iso: string, now = Date.now()): string {
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) {
+    return iso;
+  }
+  const pad = (n: number) => String(n).padStart(2, '0');
+  let clock = `${pad(date.getHours())}:${pad(date.getMinutes())}`;
+  if (date.toDateString() !== new Date(now).toDateString()) {
+    const day = date.toLocaleDateString('en-GB', { weekday: 'short', day: 'numeric', month: 'short' }).replace(',', '');
+    clock = `${day} ${clock}`;
+  }
+  const seconds = (date.getTime() - now) / 1000;
+  return seconds > 0 ? `${clock} (in ${durationInWords(seconds)})` : `${clock} (any moment now)`;
+}

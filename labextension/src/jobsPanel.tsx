@@ -6,8 +6,11 @@
  * rather than being cut, and the actions are one row of icon buttons (each
  * with its name as tooltip and accessible label). A trial of an experiment
  * says which (and opens it); a job started again after a failure that was
- * not its own says how often. A card lists the job's inputs (dataset
- * versions, other jobs' outputs), each a link; a project filter on top.
+ * not its own says how often, and one Slurm requeued after a node failed
+ * under it says that. A waiting job says, under why it waits, when the
+ * scheduler expects it to start; a job on several nodes names them. A card
+ * lists the job's inputs (dataset versions, other jobs' outputs), each a
+ * link; a project filter on top.
  */
 import { folderIcon, LabIcon, ReactWidget, redoIcon, stopIcon, UseSignal } from '@jupyterlab/ui-components';
 import { CommandRegistry } from '@lumino/commands';
@@ -17,6 +20,7 @@ import { IJob } from './api';
 import { MetricsChart } from './chart';
 import { jobsIcon, logIcon, tensorBoardIcon } from './icons';
 import { InputsList } from './inputs';
+import { formatTime, startInWords } from './format';
 import { elapsed, ICatalog, isFinal, JobsModel } from './jobsModel';
 import { ProjectFilter } from './projectFilter';
 import { ProjectsModel } from './projectsModel';
@@ -102,9 +106,46 @@ function TrialLabel(props: { job: IJob; experiments?: IExperimentNames; commands
   );
 }
 
+/** A restart_history entry of Slurm's own requeue (the backend writes them), not of a restart of ours. */
+function isRequeue(entry: { reason: string }): boolean {
+  return entry.reason.startsWith('requeued by Slurm');
+}
+
 function restartsText(job: IJob): string {
-  const history = (job.restart_history ?? []).map(r => `${r.time}: ${r.reason}`).join('\n');
+  const history = (job.restart_history ?? []).filter(r => !isRequeue(r)).map(r => `${r.time}: ${r.reason}`).join('\n');
   return `started again ${job.restarts} time${job.restarts === 1 ? '' : 's'} after failures that were not its own${history ? `:\n${history}` : ''}`;
+}
+
+function requeuesText(job: IJob): string {
+  const times = job.requeues === 1 ? 'once' : `${job.requeues} times`;
+  const history = (job.restart_history ?? [])
+    .filter(isRequeue)
+    .map(r => `${r.time}: ${r.reason}`)
+    .join('\n');
+  return `Slurm requeued it ${times} after a node failed under it; it went on from its checkpoint${history ? `:\n${history}` : ''}`;
+}
+
+/** "node1", "node1, node2", "node1, node2, node3 and 5 more" (all of them in the tooltip). */
+function nodesText(node: string): string {
+  const nodes = node.split(',').filter(n => n);
+  return nodes.length <= 3 ? nodes.join(', ') : `${nodes.slice(0, 3).join(', ')} and ${nodes.length - 3} more`;
+}
+
+/** "expected to start 14:05 (in 3 min)": while it waits, if the scheduler has an estimate. */
+function ExpectedStart(props: { job: IJob }): JSX.Element | null {
+  const { job } = props;
+  if (job.status !== 'queued' || !job.expected_start) {
+    return null;
+  }
+  return (
+    <span
+      className="jp-clusterlab-expected-start"
+      data-expected-start={job.expected_start}
+      title={`The scheduler's estimate (${formatTime(job.expected_start)}): it can start earlier if jobs end before their time, or later if others go ahead`}
+    >
+      expected to start {startInWords(job.expected_start)}
+    </span>
+  );
 }
 
 function JobCard(props: {
@@ -142,7 +183,14 @@ function JobCard(props: {
           {job.status}
         </span>{' '}
         {template?.name ?? job.template} · <span className="jp-clusterlab-elapsed">{elapsed(job)}</span>
-        {job.node ? ` · on ${job.node}` : ''}
+        {job.node && (
+          <>
+            {' · on\u00a0'}
+            <span className="jp-clusterlab-job-nodes" data-nodes={job.node} title={job.node.split(',').join('\n')}>
+              {nodesText(job.node)}
+            </span>
+          </>
+        )}
         {(job.restarts ?? 0) > 0 && (
           <>
             {' · '}
@@ -152,6 +200,13 @@ function JobCard(props: {
           </>
         )}
       </div>
+      {(job.requeues ?? 0) > 0 && (
+        <div className="jp-clusterlab-job-meta">
+          <span className="jp-clusterlab-requeues" data-requeues={job.requeues} title={requeuesText(job)}>
+            restarted after node failure ({job.requeues})
+          </span>
+        </div>
+      )}
       <TrialLabel job={job} experiments={props.experiments} commands={commands} />
       <div className="jp-clusterlab-job-meta jp-clusterlab-job-size" data-profile={job.profile}>
         {sizeText(job, model.catalog)}
@@ -169,7 +224,12 @@ function JobCard(props: {
         </div>
       )}
       <InputsList inputs={job.inputs} commands={commands} />
-      {job.reason && <div className="jp-clusterlab-job-reason">{job.reason}</div>}
+      {(job.reason || (job.status === 'queued' && job.expected_start)) && (
+        <div className="jp-clusterlab-job-reason">
+          {job.reason}
+          <ExpectedStart job={job} />
+        </div>
+      )}
       <div
         className="jp-clusterlab-progress"
         role="progressbar"

@@ -9,7 +9,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 # pip's progress bars and spinners on a terminal; in a log (CI), one plain line per step
 PIP_INSTALL = $(BIN)/python -m pip install --progress-bar $$(test -t 1 && echo on || echo off)
 
-.PHONY: run test setup slurm clean
+.PHONY: run test setup slurm slurm-cluster slurm-cluster-down clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -42,6 +42,19 @@ test: setup
 # machine, by the all-in-one Ansible inventory. Needs root.
 slurm: $(VENV)/.ansible
 	ANSIBLE_CONFIG=ansible/ansible.cfg $(BIN)/ansible-playbook -i ansible/inventories/all-in-one ansible/site.yml
+
+# A multi-node test cluster beside it: a head (slurmctld, hub) and two compute
+# nodes (a slurmd each, 2 fake GPUs) in network namespaces on a private bridge,
+# cluster clusterlab-netns, SLURM_CONF=/etc/slurm-netns/slurm.conf. Its hosts
+# are all this machine, so they take turns (--forks 1). Needs root.
+NETNS_INVENTORY := ansible/inventories/netns-cluster
+slurm-cluster: $(VENV)/.ansible
+	ANSIBLE_CONFIG=ansible/ansible.cfg $(BIN)/ansible-playbook -i $(NETNS_INVENTORY)/hosts.yml --forks 1 \
+		$(NETNS_INVENTORY)/network.yml ansible/site.yml
+
+slurm-cluster-down: $(VENV)/.ansible
+	ANSIBLE_CONFIG=ansible/ansible.cfg $(BIN)/ansible-playbook -i $(NETNS_INVENTORY)/hosts.yml \
+		$(NETNS_INVENTORY)/teardown.yml
 
 $(VENV)/.ansible: ansible/requirements.txt $(VENV)/.installed
 	@echo "==> Installing Ansible into $(VENV)..."

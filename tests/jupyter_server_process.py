@@ -37,13 +37,17 @@ def _default_sigint() -> None:  # in the child, between fork and exec
 class JupyterServer:
     """One ``jupyter server`` with the clusterlab extension, in its own HOME."""
 
-    def __init__(self, root: Path, backend: str = "local", poll_interval: float = 0.5, log_level: str = "INFO"):
+    def __init__(self, root: Path, backend: str = "local", poll_interval: float = 0.5, log_level: str = "INFO",
+                 ip: str = "127.0.0.1", wrap=None):
+        """``ip``, ``wrap``: elsewhere than here, e.g. on a node of the multi-node test cluster: the address it
+        listens on, and a function that makes its argv one that runs there (``multinode.on_node``)."""
         self.root = root
         self.backend, self.poll_interval, self.log_level = backend, poll_interval, log_level
+        self.ip, self.wrap = ip, wrap
         self.workspace = root / "workspace"
         self.token = secrets.token_hex(16)
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://{ip}:{self.port}"
         self.api = f"{self.url}/clusterlab/api"
         self.headers = {"Authorization": f"token {self.token}"}
         self.proc: subprocess.Popen | None = None
@@ -53,7 +57,7 @@ class JupyterServer:
         (self.root / "site-templates").mkdir(exist_ok=True)
         argv = [
             str(JUPYTER), "server",
-            f"--ServerApp.token={self.token}", f"--ServerApp.port={self.port}", "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.token={self.token}", f"--ServerApp.port={self.port}", f"--ServerApp.ip={self.ip}",
             f"--ServerApp.root_dir={self.workspace}", "--ServerApp.open_browser=False",
             "--ServerApp.port_retries=0", f"--ServerApp.log_level={self.log_level}",
             f"--ClusterLabApp.backend={self.backend}", f"--ClusterLabApp.jobs_root={self.root / 'jobs'}",
@@ -63,6 +67,8 @@ class JupyterServer:
             argv.append("--allow-root")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CLUSTERLAB_", "JUPYTER", "JPY_", "SLURM_"))}
         env.update(HOME=str(self.root), CLUSTERLAB_SITE_TEMPLATES=str(self.root / "site-templates"))
+        if self.wrap is not None:
+            argv = self.wrap(argv)
         self.log = open(self.root / "server.log", "ab")
         # no terminal on stdin, as under a hub (with one, jupyter server asks before it stops on SIGINT),
         # and SIGINT's default action, as the hub's children get it (hub_config restores it), even when

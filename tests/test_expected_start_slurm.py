@@ -54,6 +54,12 @@ def gpus_held(slurm):
         subprocess.run(["scancel", *ids], check=False)
 
 
+def others_in_queue(ours) -> list[str]:
+    """Jobs in Slurm's queue but ``ours`` (other tests' on a shared machine, whose plans move our estimate)."""
+    out = subprocess.run(["squeue", "--noheader", "--format=%i"], capture_output=True, text=True, check=True).stdout
+    return sorted(set(out.split()) - set(ours))
+
+
 @pytest.fixture
 def service(slurm, tmp_path):
     workspace = make_workspace(tmp_path)
@@ -81,12 +87,14 @@ def test_a_waiting_job_says_when_slurm_expects_it_to_start(service, gpus_held):
         assert waiting["status"] == "queued" and waiting["reason"]
         assert waiting["expected_start"], f"no estimate from Slurm within {BACKFILL_WAIT} s"
         expected = datetime.datetime.fromisoformat(waiting["expected_start"])
-        # when the first holder reaches its time limit: after now, within HOLD_MINUTES of its start
-        assert expected == slurm_time(scontrol_job(job.scheduler_id)["StartTime"])
+        assert expected == slurm_time(scontrol_job(job.scheduler_id)["StartTime"])  # Slurm's own, to the second
+        assert expected > datetime.datetime.now(datetime.timezone.utc)
         holders, ends = gpus_held
-        assert datetime.datetime.now(datetime.timezone.utc) < expected <= ends[0] + datetime.timedelta(seconds=2)
-        assert expected - datetime.datetime.fromisoformat(waiting["submit_time"]) <= \
-            datetime.timedelta(minutes=HOLD_MINUTES)
+        if not others_in_queue([*holders, job.scheduler_id]):  # (on a machine shared with other tests' jobs)
+            # when the first holder reaches its time limit: within HOLD_MINUTES of the submit
+            assert expected <= ends[0] + datetime.timedelta(seconds=2)
+            assert expected - datetime.datetime.fromisoformat(waiting["submit_time"]) <= \
+                datetime.timedelta(minutes=HOLD_MINUTES)
 
         # a poll that finds the same estimate writes nothing (SQLite hands the time back without its zone)
         assert service.refresh() == 0
@@ -100,7 +108,7 @@ def test_a_waiting_job_says_when_slurm_expects_it_to_start(service, gpus_held):
 
 
 def test_the_spawn_page_of_a_waiting_server_says_when_slurm_expects_it_to_start(hub, gpus_held):
-    _, ends = gpus_held
+    holders, ends = gpus_held
     users = ("carol", "dora")
     for user in users:
         response = hub.api(hub.tokens[user]).post(hub.server_url(user), json={"profile": "gpu-1", "hours": 1})
@@ -116,17 +124,19 @@ def test_the_spawn_page_of_a_waiting_server_says_when_slurm_expects_it_to_start(
             said[user] = events[-1]["message"]
             assert "Slurm expects it to start at" in said[user], [e["message"] for e in events]
         # Slurm's own estimate, in the hub's local time (the zone Slurm prints in), beside the reason
-        expected = {user: slurm_time(scontrol_job(job_id_of(hub, user))["StartTime"]) for user in users}
+        ids = {user: job_id_of(hub, user) for user in users}
+        expected = {user: slurm_time(scontrol_job(ids[user])["StartTime"]) for user in users}
         first, second = sorted(users, key=lambda user: expected[user])
         for user in users:
             assert f"; Slurm expects it to start at {expected[user]:%H:%M} (in " in said[user], said[user]
-        # the first in line gets a GPU when the first holder reaches its time limit
-        assert re.search(r"position 1 of 2: (waiting for free cores, memory or GPUs|being scheduled); Slurm expects",
-                         said[first]), said[first]
-        assert expected[first] <= ends[0] + datetime.timedelta(seconds=2)
-        assert re.search(r"\(in (under a minute|[1-3] min)\) \(asked for 1 core", said[first]), said[first]
-        # the second waits behind it (here: until the first one's hour is up; Slurm's backfill plans whole nodes)
-        assert "position 2 of 2: jobs with a higher priority are ahead of it; Slurm expects" in said[second]
+        if not others_in_queue([*holders, *ids.values()]):  # (on a machine shared with other tests' jobs)
+            # the first in line gets a GPU when the first holder reaches its time limit
+            assert re.search(r"position 1 of 2: (waiting for free cores, memory or GPUs|being scheduled); "
+                             r"Slurm expects", said[first]), said[first]
+            assert expected[first] <= ends[0] + datetime.timedelta(seconds=2)
+            assert re.search(r"\(in (under a minute|[1-3] min)\) \(asked for 1 core", said[first]), said[first]
+            # the second waits behind it (here: until the first one's hour is up; Slurm's backfill plans whole nodes)
+            assert "position 2 of 2: jobs with a higher priority are ahead of it; Slurm expects" in said[second]
         assert expected[second] >= expected[first]
         # waiting together, both servers were answered by the one shared squeue: a poll of them costs one,
         # and it is the same query as ever (no `squeue --start`, no `-j <id>` per server)

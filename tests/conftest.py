@@ -11,6 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 import accounts  # noqa: E402
+import multinode  # noqa: E402
 from hub import Hub  # noqa: E402
 
 
@@ -39,6 +40,29 @@ def slurm():
     reason = slurm_ready()
     if reason:
         message = f"{reason}: run `make slurm` as root (a single-node Slurm with 2 fake GPUs)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def multinode_ready() -> str:
+    """'' when the netns test cluster answers with both nodes up; else why not."""
+    if os.geteuid() != 0:
+        return "the multi-node tests enter network namespaces and need root"
+    if not (shutil.which("sinfo") and os.path.exists(multinode.CONF)):
+        return f"there is no {multinode.CONF}"
+    states = {node: multinode.node_state(node) for node in multinode.NODES}
+    if not all(state in ("idle", "mix", "alloc") for state in states.values()):
+        return f"its nodes are not all up ({states})"
+    return ""
+
+
+@pytest.fixture(scope="session")
+def multinode_cluster():
+    """The multi-node test cluster (`make slurm-cluster`): required in CI, else the test skips saying how to get it."""
+    reason = multinode_ready()
+    if reason:
+        message = f"{reason}: run `make slurm-cluster` as root (a head and two compute nodes in network namespaces)"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)

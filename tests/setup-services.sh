@@ -3,7 +3,9 @@
 #
 # In CI (CI=true, as root) the real single-node Slurm is deployed by our own
 # Ansible playbook (`make slurm`: munge, slurmctld, slurmd, two fake GPUs) so
-# that the Slurm tests run for real. Outside CI nothing is installed behind
+# that the Slurm tests run for real, and beside it the multi-node test cluster
+# (`make slurm-cluster`: a head and two compute nodes in network namespaces,
+# SLURM_CONF=/etc/slurm-netns/slurm.conf) for the multi-node tests. Outside CI nothing is installed behind
 # your back: the Slurm tests skip and say to run `make slurm` as root, and the
 # browser tests skip and say to install Chromium.
 #
@@ -18,4 +20,5 @@ if [[ "${CI:-}" == "true" && "$(id -u)" == "0" ]]; then
             || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }
     fi
     make slurm
+    make slurm-cluster
 fi

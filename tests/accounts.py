@@ -32,6 +32,12 @@ def track(name: str) -> None:
     _existed.setdefault(name, exists(name))
 
 
+def made_by_tests(name: str) -> bool:
+    """Whether the tests (or their hubs) made ``name``: it did not exist when they first used it."""
+    track(name)
+    return not _existed[name]
+
+
 def ensure(name: str) -> pwd.struct_passwd:
     """The account ``name``, created (home mode 0700) if it is missing."""
     track(name)

@@ -301,8 +301,10 @@ def test_an_outside_scancel_is_noticed(hub):
 
 def slurmctld(action: str) -> None:
     if action == "stop":
+        # this cluster's slurmctld only (by its pid file): the multi-node test cluster runs one too
         subprocess.run(
-            ["start-stop-daemon", "--stop", "--retry", "10", "--exec", "/usr/sbin/slurmctld"],
+            ["start-stop-daemon", "--stop", "--retry", "10", "--pidfile", "/run/slurm/slurmctld.pid",
+             "--exec", "/usr/sbin/slurmctld"],
             check=True,
         )
     else:

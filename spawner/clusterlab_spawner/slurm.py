@@ -122,6 +122,22 @@ class FixedSlurmSpawner(batchspawner.SlurmSpawner):
         Default: when the hub runs as root. Otherwise jobs run as the hub's account.""",
     )
 
+    slurm_conf = Unicode(
+        config=True,
+        help="""The slurm.conf of the cluster to use (SLURM_CONF), for every Slurm command and for the
+        servers' jobs. Default: the hub's own SLURM_CONF, else Slurm's default file.""",
+    )
+
+    @default("slurm_conf")
+    def _slurm_conf_default(self):
+        return os.environ.get("SLURM_CONF", "")
+
+    @default("ip")
+    def _listen_everywhere(self):
+        # the server listens on its node's addresses, since the hub and the proxy reach it from another
+        # machine (at the node's name, once Slurm says which); JupyterHub's token guards every request
+        return "0.0.0.0"
+
     @default("submit_as_user")
     def _submit_as_user_default(self):
         return os.geteuid() == 0
@@ -140,6 +156,9 @@ class FixedSlurmSpawner(batchspawner.SlurmSpawner):
         return ""
 
     slurm_job: SlurmJob | None = None
+    # why the last server ended when it was not stopped (its node failed, its time ran out): the spawn
+    # page and the "not running" page say it; kept through the state JupyterHub saves, until the next start
+    lost_message = ""
     submitted_at = float("-inf")  # time.monotonic() of this process's sbatch
     last_job_id = ""
     progress_message = ""
@@ -170,7 +189,15 @@ class FixedSlurmSpawner(batchspawner.SlurmSpawner):
     def as_user(self, argv: list[str], keep_env: bool = False) -> list[str]:
         if not self.submit_as_user:
             return argv
-        return [self.sudo, *(["--preserve-env"] if keep_env else []), "-u", self.user.name, "--", *argv]
+        # sudo resets the environment: the cluster's slurm.conf goes through by name, whatever sudoers keeps
+        conf = ["/usr/bin/env", f"SLURM_CONF={self.slurm_conf}"] if self.slurm_conf else []
+        return [self.sudo, *(["--preserve-env"] if keep_env else []), "-u", self.user.name, "--", *conf, *argv]
+
+    def get_env(self):
+        env = super().get_env()
+        if self.slurm_conf:
+            env["SLURM_CONF"] = self.slurm_conf  # the server's own jobs go to the same cluster
+        return env
 
     def cmd_formatted_for_batch(self):
         return shlex.join([self.batchspawner_singleuser_cmd, *self.cmd, *self.get_args()])
@@ -230,6 +257,46 @@ class FixedSlurmSpawner(batchspawner.SlurmSpawner):
         self.job_status = f"{job.state} {job.first_node}".strip()
         return JobStatus.RUNNING if job.running else JobStatus.PENDING
 
+    async def poll(self):
+        """None while the job waits or runs; else 1, with what ended it put in words for the user."""
+        status = await self.query_job_status()
+        if status in (JobStatus.PENDING, JobStatus.RUNNING, JobStatus.UNKNOWN):
+            return None
+        self.lost_message = self.why_it_ended(self.slurm_job)
+        if self.lost_message:
+            self.log.warning("%s: %s", self._log_name, self.lost_message)
+        self.clear_state()
+        return 1
+
+    def why_it_ended(self, job: SlurmJob | None) -> str:
+        """What the user is told about a server that ended without being stopped ('' when nothing is known)."""
+        if job is None:
+            return ""
+        when = time.strftime("%H:%M")
+        what = f"Your server{' ' + self.name if self.name else ''} (Slurm job {job.job_id})"
+        node = job.first_node or "its node"
+        if job.state == "NODE_FAIL":
+            return (f"{what} was lost at {when}: its node {node} failed. Your jobs are Slurm jobs of their own and "
+                    "keep running (a job on that node is requeued and continues from its checkpoint). "
+                    "Start a new server: it goes to a node that is up.")
+        if job.state == "TIMEOUT":
+            return f"{what} ended at {when}: it reached the wall time you asked for. Start a new one to go on."
+        if job.state == "OUT_OF_MEMORY":
+            return f"{what} ended at {when}: it ran out of memory. A larger size has more."
+        if job.state in ("PREEMPTED", "BOOT_FAIL", "FAILED"):
+            return f"{what} ended at {when} on {node}: Slurm says {job.state}. Start a new one to go on."
+        return ""
+
+    def get_state(self):
+        state = super().get_state()
+        if self.lost_message:
+            state["lost_message"] = self.lost_message
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        self.lost_message = state.get("lost_message", "")
+
     def state_ispending(self):
         return self.slurm_job is not None and self.slurm_job.pending
 
@@ -242,6 +309,7 @@ class FixedSlurmSpawner(batchspawner.SlurmSpawner):
     # ----- start, stop, progress --------------------------------------------------------
 
     async def start(self):
+        self.lost_message = ""
         self.port = 0  # until the job reports the one it picked on its node
         self.progress_message = "Submitting the Slurm job"
         await self.prepare_submission()
@@ -369,7 +437,8 @@ class SlurmClusterSpawner(ClusterSpawner, FixedSlurmSpawner):
     def batch_directives(self) -> list[str]:
         name = job_name(self.user.name, self.name)
         return [
-            *sbatch_directives(self.choice, name, self.output_path),
+            # not requeued when its node fails: the hub reports that server as lost instead
+            *sbatch_directives(self.choice, name, self.output_path, requeue=False),
             f"#SBATCH --chdir={self.req_homedir}",
         ]
 

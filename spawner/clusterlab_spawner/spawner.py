@@ -38,6 +38,7 @@ from .options import (
     OptionsError,
     check_quota,
     options_from_form_data,
+    server_profiles,
     validate_user_options,
 )
 from .profiles import Profile, load_profiles
@@ -133,7 +134,8 @@ class ClusterSpawner(Spawner):
 
     @property
     def profiles(self) -> dict[str, Profile]:
-        return _cached_profiles(str(self.profiles_file))
+        """The sizes a server may have: a JupyterLab runs on one node, so several-node sizes are left out."""
+        return server_profiles(_cached_profiles(str(self.profiles_file)))
 
     @property
     def choice(self) -> Choice | None:
@@ -156,6 +158,11 @@ class ClusterSpawner(Spawner):
     def check_options(self, user_options) -> Choice:
         """Validate the account, options, quotas and what the backend can give now."""
         self.check_account()
+        every_size = _cached_profiles(str(self.profiles_file))
+        asked = every_size.get(user_options.get("profile")) if isinstance(user_options, dict) else None
+        if asked is not None and asked.multi_node:
+            raise OptionsError("profile", f"{asked.id} spans {asked.nodes} nodes: it is for distributed jobs, "
+                                          "and a JupyterLab runs on one node; choose a one-node size")
         choice = validate_user_options(user_options, self.profiles)
         check_quota(
             choice,
@@ -236,6 +243,7 @@ class ClusterSpawner(Spawner):
             hours=previous.hours if previous else None,
             availability=availability,
             queues_when_busy=self.queues_when_busy,
+            lost_message=getattr(self, "lost_message", ""),  # the Slurm spawner's: why the last one ended
         )
 
     def run_options_from_form(self, form_data):

@@ -390,3 +390,32 @@ def test_a_server_and_clusterlab_processes_submitting_and_cancelling_at_once(tmp
     finally:
         server.cancel_unfinished()
         server.stop()
+
+
+# ----- two hosts ------------------------------------------------------------------------------------------
+
+
+def ran_on(job: dict) -> str | None:
+    """The host a job's script ran on, as its log's first line says (``job.sh`` echoes ``$(hostname)``)."""
+    log = Path(job["folder"]) / "log.txt"
+    text = log.read_text(errors="replace") if log.exists() else ""
+    first = next((line for line in text.splitlines() if line.startswith("ClusterLab job ")), "")
+    return first.rsplit(" on ", 1)[1] if " on " in first else None
+
+
+def test_the_server_on_node1_and_the_cli_on_node2_submitting_and_cancelling_at_once(multinode_cluster, tmp_path):
+    import multinode
+
+    server = JupyterServer(tmp_path, poll_interval=0.2, ip=multinode.NODES["node1"],
+                           wrap=lambda argv: multinode.on_node("node1", argv)).start()
+    try:
+        (server.workspace / "sleepy.py").write_text(SLEEPY)
+        storm = Storm(server, wrap=lambda argv: multinode.on_node("node2", argv))
+        storm.run(cli_workers=2, cli_rounds=4, api_workers=2, api_rounds=5, settle=True)
+        jobs = storm.check()
+        # two hosts did write it: each side's jobs ran where it submitted them
+        hosts = {(j["name"].split("_")[0], ran_on(j)) for j in jobs if ran_on(j)}
+        assert {("api", "node1"), ("cli", "node2")} <= hosts <= {("api", "node1"), ("cli", "node2")}, hosts
+    finally:
+        server.cancel_unfinished()
+        server.stop()

@@ -32,6 +32,7 @@ import datetime
 import fcntl
 import functools
 import logging
+import os
 import random
 import sqlite3
 import time
@@ -219,7 +220,8 @@ class SQLiteIndex:
     def _repair_lock(self):
         """A POSIX lock on ``<file>.lock`` (not on the database: closing any other descriptor of a file drops
         every POSIX lock the process holds on it, SQLite's included)."""
-        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
+        fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "r+") as lock:
             fcntl.lockf(lock, fcntl.LOCK_EX)
             try:
                 yield

@@ -259,6 +259,8 @@ class FixedSlurmSpawner(batchspawner.SlurmSpawner):
 
     async def poll(self):
         """None while the job waits or runs; else 1, with what ended it put in words for the user."""
+        if not self.job_id:
+            return 1  # nothing to ask Slurm (JupyterHub polls again when it stops one); keep what ended it
         status = await self.query_job_status()
         if status in (JobStatus.PENDING, JobStatus.RUNNING, JobStatus.UNKNOWN):
             return None

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[test]' (make setup)")
 
@@ -131,3 +132,10 @@ def field_errors(page, field: str) -> str:
 def open_form(page, template_name: str) -> None:
     page.locator(".jp-LauncherCard[data-category='Accelerated AI']").filter(has_text=template_name).click()
     page.locator(".jp-clusterlab-form").last.wait_for()
+
+
+def refresh_every_second(server) -> None:
+    """The lab extension's panels of this JupyterLab poll every second (its setting), so tests wait less."""
+    settings = f"{server.url}/lab/api/settings/@clusterlab/labextension:plugin"
+    answer = requests.put(settings, headers=server.headers, json={"raw": '{"refreshInterval": 1}'}, timeout=30)
+    assert answer.status_code == 204, answer.text

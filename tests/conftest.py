@@ -22,6 +22,15 @@ def unix_accounts_removed_after():
     accounts.remove_created()
 
 
+def required(reason: str, how: str) -> None:
+    """A service a test needs: in CI its absence fails the test; elsewhere the test skips, saying how to get it."""
+    if reason:
+        message = f"{reason}: {how}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
 def slurm_ready() -> str:
     """'' when a Slurm answers here and we may submit as other users; else why not."""
     if os.geteuid() != 0:
@@ -37,12 +46,7 @@ def slurm_ready() -> str:
 @pytest.fixture(scope="session")
 def slurm():
     """A running Slurm (`make slurm`): required in CI, else the test skips saying how to get one."""
-    reason = slurm_ready()
-    if reason:
-        message = f"{reason}: run `make slurm` as root (a single-node Slurm with 2 fake GPUs)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    required(slurm_ready(), "run `make slurm` as root (a single-node Slurm with 2 fake GPUs)")
 
 
 def multinode_ready() -> str:
@@ -60,12 +64,7 @@ def multinode_ready() -> str:
 @pytest.fixture(scope="session")
 def multinode_cluster():
     """The multi-node test cluster (`make slurm-cluster`): required in CI, else the test skips saying how to get it."""
-    reason = multinode_ready()
-    if reason:
-        message = f"{reason}: run `make slurm-cluster` as root (a head and two compute nodes in network namespaces)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    required(multinode_ready(), "run `make slurm-cluster` as root (a head and two compute nodes in network namespaces)")
 
 
 @pytest.fixture(scope="module")

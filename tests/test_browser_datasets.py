@@ -34,10 +34,9 @@ import time
 from pathlib import Path
 
 import pytest
-import requests
 from browser_helpers import (  # noqa: F401 (chromium: a fixture)
     REPO, Steps, check_accessibility, chromium, fits, job_card, new_page, open_form, open_lab, show_jobs_panel,
-    show_sidebar_panel, watch_job,
+    refresh_every_second, show_sidebar_panel, watch_job,
 )
 from jupyter_server_process import JupyterServer
 
@@ -83,9 +82,7 @@ def lab(tmp_path_factory):
     linked.mkdir()
     (linked / "notes.txt").write_text("a file of its own\n")
     (linked / "passwords").symlink_to("/etc/passwd")
-    settings = f"{server.url}/lab/api/settings/@clusterlab/labextension:plugin"
-    answer = requests.put(settings, headers=server.headers, json={"raw": '{"refreshInterval": 1}'}, timeout=30)
-    assert answer.status_code == 204, answer.text
+    refresh_every_second(server)
     yield server
     try:
         server.cancel_unfinished()

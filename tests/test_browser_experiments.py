@@ -32,10 +32,9 @@ import time
 from pathlib import Path
 
 import pytest
-import requests
 from browser_helpers import (  # noqa: F401 (chromium: a fixture)
     REPO, Steps, check_accessibility, chromium, fits, job_card, new_page, open_form, open_lab, show_jobs_panel,
-    show_sidebar_panel,
+    refresh_every_second, show_sidebar_panel,
 )
 from jupyter_server_process import JupyterServer
 
@@ -56,9 +55,7 @@ def lab(tmp_path_factory):
                    capture_output=True, timeout=120)
     answer = server.call("POST", "datasets", json={"name": "shapes", "folder": "demo/shapes"})
     assert answer.status_code == 201, answer.text
-    settings = f"{server.url}/lab/api/settings/@clusterlab/labextension:plugin"
-    answer = requests.put(settings, headers=server.headers, json={"raw": '{"refreshInterval": 1}'}, timeout=30)
-    assert answer.status_code == 204, answer.text
+    refresh_every_second(server)
     yield server
     try:
         for experiment in server.call("GET", "experiments").json()["experiments"]:

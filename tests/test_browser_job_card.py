@@ -22,8 +22,9 @@ import zoneinfo
 
 import browser_helpers
 import pytest
-import requests
-from browser_helpers import REPO, Steps, check_accessibility, fits, job_card, new_page, open_lab, show_jobs_panel
+from browser_helpers import (
+    REPO, Steps, check_accessibility, fits, job_card, new_page, open_lab, refresh_every_second, show_jobs_panel,
+)
 from clusterlab_server.store import JobStore
 from jupyter_server_process import JupyterServer
 from test_expected_start_slurm import others_in_queue
@@ -43,9 +44,7 @@ def lab(slurm, tmp_path_factory):
     server = JupyterServer(tmp_path_factory.mktemp("browser-job-card"), backend="slurm", poll_interval=0.5).start()
     (server.workspace / "hello.py").write_text("print('hello', flush=True)\n")
     (server.workspace / "hold.py").write_text("import time\nprint('running', flush=True)\ntime.sleep(600)\n")
-    settings = f"{server.url}/lab/api/settings/@clusterlab/labextension:plugin"
-    answer = requests.put(settings, headers=server.headers, json={"raw": '{"refreshInterval": 1}'}, timeout=30)
-    assert answer.status_code == 204, answer.text
+    refresh_every_second(server)
     yield server
     try:
         server.cancel_unfinished()

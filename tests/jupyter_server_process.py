@@ -113,6 +113,13 @@ class JupyterServer:
             for job in self.call("GET", "jobs", params={"status": status, "limit": 1000}).json()["jobs"]:
                 self.call("DELETE", f"jobs/{job['id']}")
 
+    def close(self) -> None:
+        """The end of a test's server: its unfinished jobs cancelled, then the server stopped (whatever fails)."""
+        try:
+            self.cancel_unfinished()
+        finally:
+            self.stop()
+
     def stop(self, kill_jobs: bool = True) -> None:
         """Stop the server; unless told otherwise, also any job process it left behind."""
         if self.proc is not None:

@@ -87,7 +87,7 @@ def test_slurm_ends_say_whether_a_restart_may_get_past_them(tmp_path, state, mar
     folder.mkdir()
     for name, text in marks.items():
         (folder / name).write_text(text)
-    fake_squeue(tmp_path, f"42|{state}|None|n1|cpu|1|ada|x\\n")
+    fake_squeue(tmp_path, f"42|{state}|None|n1|cpu|1|ada|2026-12-02T09:00:00|x\\n")
     job = Job(id="j", scheduler_id="42", folder=str(folder), status="running", node="n1", reason="")
     change = SlurmBackend(str(tmp_path)).statuses([job])["j"]
     assert change["status"] == status

@@ -84,10 +84,7 @@ def lab(tmp_path_factory):
     (linked / "passwords").symlink_to("/etc/passwd")
     refresh_every_second(server)
     yield server
-    try:
-        server.cancel_unfinished()
-    finally:
-        server.stop()
+    server.close()
 
 
 def show_datasets_panel(page) -> None:

@@ -46,10 +46,7 @@ def lab(slurm, tmp_path_factory):
     (server.workspace / "hold.py").write_text("import time\nprint('running', flush=True)\ntime.sleep(600)\n")
     refresh_every_second(server)
     yield server
-    try:
-        server.cancel_unfinished()
-    finally:
-        server.stop()
+    server.close()
 
 
 def submit(server: JupyterServer, name: str, script: str) -> dict:

@@ -69,10 +69,7 @@ def server(tmp_path_factory):
     try:
         yield server
     finally:
-        try:
-            server.cancel_unfinished()
-        finally:
-            server.stop()
+        server.close()
 
 
 @pytest.fixture(scope="module")

@@ -229,8 +229,7 @@ def test_a_deleted_index_is_rebuilt_under_a_running_server_and_by_clusterlab_rei
         assert server.call("DELETE", f"jobs/{ids[2]}").json()["status"] == "cancelled"
         assert "Traceback" not in server.log_text()
     finally:
-        server.cancel_unfinished()
-        server.stop()
+        server.close()
 
 
 # ----- writers at once ---------------------------------------------------------------------------------------
@@ -388,8 +387,7 @@ def test_a_server_and_clusterlab_processes_submitting_and_cancelling_at_once(tmp
         storm.run()
         storm.check()
     finally:
-        server.cancel_unfinished()
-        server.stop()
+        server.close()
 
 
 # ----- two hosts ------------------------------------------------------------------------------------------
@@ -417,5 +415,4 @@ def test_the_server_on_node1_and_the_cli_on_node2_submitting_and_cancelling_at_o
         hosts = {(j["name"].split("_")[0], ran_on(j)) for j in jobs if ran_on(j)}
         assert {("api", "node1"), ("cli", "node2")} <= hosts <= {("api", "node1"), ("cli", "node2")}, hosts
     finally:
-        server.cancel_unfinished()
-        server.stop()
+        server.close()

@@ -60,7 +60,8 @@ def profiles_of(path):
     return [(path, p) for p in load_profiles(path)]
 
 
-ALL_PROFILES = [item for path in PROFILE_FILES for item in profiles_of(path)]
+# every size a server may have (a size of several nodes is for jobs, never a JupyterLab)
+ALL_PROFILES = [item for path in PROFILE_FILES for item in profiles_of(path) if not item[1].multi_node]
 
 
 def new_spawner(profiles_file=PROFILE_FILES[0], **kwargs) -> KubeClusterSpawner:

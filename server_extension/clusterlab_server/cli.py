@@ -1209,17 +1209,22 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"at most N experiments, 1 to 1000 (default: {DEFAULT_LIMIT})")
     json_option(sub)
 
-    summary = "create, show and manage an experiment: a hyperparameter search over jobs of one template"
-    group = commands.add_parser("experiment", help=summary, description=summary, epilog=EXPERIMENT_EPILOG,
-                                formatter_class=formatter)
-    actions = group.add_subparsers(dest="action", metavar="ACTION", required=True)
+    def command_with_actions(name: str, summary: str, epilog: str):
+        """``clusterlab NAME ACTION ...``: the function that adds one ACTION (its handler, the location options)."""
+        group = commands.add_parser(name, help=summary, description=summary, epilog=epilog, formatter_class=formatter)
+        actions = group.add_subparsers(dest="action", metavar="ACTION", required=True)
 
-    def action(name: str, summary: str, handler) -> argparse.ArgumentParser:
-        sub = actions.add_parser(name, help=summary, description=summary, epilog=EXPERIMENT_EPILOG,
-                                 formatter_class=formatter)
-        sub.set_defaults(handler=handler)
-        add_location_options(sub, on_subcommand=True)
-        return sub
+        def action(action_name: str, action_summary: str, handler) -> argparse.ArgumentParser:
+            sub = actions.add_parser(action_name, help=action_summary, description=action_summary, epilog=epilog,
+                                     formatter_class=formatter)
+            sub.set_defaults(handler=handler)
+            add_location_options(sub, on_subcommand=True)
+            return sub
+        return action
+
+    action = command_with_actions(
+        "experiment", "create, show and manage an experiment: a hyperparameter search over jobs of one template",
+        EXPERIMENT_EPILOG)
 
     def experiment_id(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("id", metavar="ID", help="the experiment id (see: clusterlab experiments)")
@@ -1288,16 +1293,8 @@ def build_parser() -> argparse.ArgumentParser:
                  cmd_experiment_csv)
     experiment_id(sub)
 
-    summary = "make, list, show and delete datasets: a folder's files frozen as numbered versions"
-    group = commands.add_parser("data", help=summary, description=summary, epilog=EPILOG, formatter_class=formatter)
-    data_actions = group.add_subparsers(dest="action", metavar="ACTION", required=True)
-
-    def data_action(name: str, summary: str, handler) -> argparse.ArgumentParser:
-        sub = data_actions.add_parser(name, help=summary, description=summary, epilog=EPILOG,
-                                      formatter_class=formatter)
-        sub.set_defaults(handler=handler)
-        add_location_options(sub, on_subcommand=True)
-        return sub
+    data_action = command_with_actions(
+        "data", "make, list, show and delete datasets: a folder's files frozen as numbered versions", EPILOG)
 
     sub = data_action("create", "make a new version of a dataset from a folder's files; prints NAME:VERSION",
                       cmd_data_create)
@@ -1329,13 +1326,7 @@ def build_parser() -> argparse.ArgumentParser:
     json_option(sub)
 
     summary = "show a project: its jobs with their inputs and who used their outputs, experiments, datasets"
-    group = commands.add_parser("project", help=summary, description=summary, epilog=EPILOG,
-                                formatter_class=formatter)
-    project_actions = group.add_subparsers(dest="action", metavar="ACTION", required=True)
-    sub = project_actions.add_parser("show", help=summary, description=summary, epilog=EPILOG,
-                                     formatter_class=formatter)
-    sub.set_defaults(handler=cmd_project_show)
-    add_location_options(sub, on_subcommand=True)
+    sub = command_with_actions("project", summary, EPILOG)("show", summary, cmd_project_show)
     sub.add_argument("name", metavar="NAME", help="the project's name (see: clusterlab projects)")
     json_option(sub)
 

@@ -7,6 +7,9 @@
 #
 # Environment variables read here (all optional):
 #   CLUSTERLAB_DATA_DIR        runtime state (default: .clusterlab/ in the checkout)
+#   CLUSTERLAB_DB_URL          the hub's database as an SQLAlchemy URL (default: SQLite in the
+#                              data directory); a site's PostgreSQL, e.g.
+#                              postgresql+pg8000://hub:PASSWORD@dbhost/jupyterhub (docs/hub-database.md)
 #   CLUSTERLAB_PORT            public port (default 8000); the hub's own API
 #                              takes PORT+1 and the proxy's API PORT+2
 #   CLUSTERLAB_IP              address to listen on (default 127.0.0.1)
@@ -78,7 +81,7 @@ c.JupyterHub.hub_bind_url = f"http://{HUB_IP}:{PORT + 1}"
 c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{PORT + 2}"
 c.ConfigurableHTTPProxy.command = [str(REPO / "node_modules" / ".bin" / "configurable-http-proxy")]
 c.ConfigurableHTTPProxy.pid_file = str(DATA / "hub" / "proxy.pid")
-c.JupyterHub.db_url = f"sqlite:///{DATA / 'hub' / 'jupyterhub.sqlite'}"
+c.JupyterHub.db_url = os.environ.get("CLUSTERLAB_DB_URL") or f"sqlite:///{DATA / 'hub' / 'jupyterhub.sqlite'}"
 c.JupyterHub.cookie_secret_file = str(DATA / "hub" / "jupyterhub_cookie_secret")
 c.JupyterHub.pid_file = str(DATA / "hub" / "jupyterhub.pid")
 # ClusterLab's page.html first: its name on every hub page, and colours and labels that pass WCAG 2.1 AA

@@ -47,6 +47,23 @@ def free_port_block(size: int = 3) -> int:
     raise RuntimeError("no free block of ports")
 
 
+def singleuser_by_hand(command: str, port: int, hub_api_url: str, token: str,
+                       user: str = "admin") -> tuple[list[str], dict, str]:
+    """A user's server as the hub would start it, for starting by hand: argv, environment, its status URL."""
+    prefix = f"/user/{user}/"
+    env = {
+        **os.environ,
+        "JUPYTERHUB_API_TOKEN": token, "JUPYTERHUB_API_URL": hub_api_url,
+        "JUPYTERHUB_BASE_URL": "/", "JUPYTERHUB_SERVICE_PREFIX": prefix, "JUPYTERHUB_USER": user,
+        "JUPYTERHUB_CLIENT_ID": f"jupyterhub-user-{user}", "JUPYTERHUB_SERVER_NAME": "",
+        "JUPYTERHUB_OAUTH_ACCESS_SCOPES": f'["access:servers!server={user}/", "access:servers!user={user}"]',
+        "JUPYTERHUB_OAUTH_CALLBACK_URL": prefix + "oauth_callback",
+        "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{port}{prefix}",
+    }
+    argv = [command, f"--port={port}", "--ip=127.0.0.1", "--allow-root"]
+    return argv, env, f"http://127.0.0.1:{port}{prefix}api/status"
+
+
 class Hub:
     """One hub process with its own data directory and ports."""
 

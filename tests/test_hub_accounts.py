@@ -278,7 +278,7 @@ def test_bobs_datasets_and_outputs_are_bobs_alone_through_every_api(hub):
 
 def singleuser_pids() -> set[int]:
     return {p.pid for p in psutil.process_iter(["cmdline"])
-            if "jupyterhub-singleuser" in " ".join(p.info["cmdline"] or [])}
+            if "clusterlab-singleuser" in " ".join(p.info["cmdline"] or [])}
 
 
 @pytest.mark.parametrize("name, reason", [

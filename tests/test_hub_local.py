@@ -170,7 +170,7 @@ def _singleuser_pids():
     return {
         p.pid
         for p in psutil.process_iter(["cmdline"])
-        if "jupyterhub-singleuser" in " ".join(p.info["cmdline"] or [])
+        if "clusterlab-singleuser" in " ".join(p.info["cmdline"] or [])
     }
 
 

@@ -109,7 +109,7 @@ def server_environment(job_id: str) -> dict:
     for pid in pids:
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            if b"jupyterhub-singleuser" in cmdline:
+            if b"clusterlab-singleuser" in cmdline:
                 raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
                 return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
         except OSError:

@@ -2,7 +2,9 @@
 
 from pathlib import Path
 
-from clusterlab_server.registry import Registry
+import jsonschema
+
+from clusterlab_server.registry import TEMPLATE_SCHEMA, Registry
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,3 +61,8 @@ def test_later_folders_override_earlier_ones_by_id(tmp_path):
     registry = Registry.load([REPO / "templates", site, user, tmp_path / "missing-folder"])
     assert registry.templates["mine"].name == "My version"
     assert "python-script" in registry.templates
+
+
+def test_the_template_schema_is_a_valid_json_schema():
+    # checked here once, not on every template load (registry.TEMPLATE_VALIDATOR)
+    jsonschema.Draft202012Validator.check_schema(TEMPLATE_SCHEMA)

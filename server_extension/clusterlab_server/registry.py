@@ -105,14 +105,24 @@ class Template:
         }
 
 
+# Every JupyterLab reads the templates as it starts: libyaml's parser where PyYAML
+# has it (several times faster than the pure-Python one), and the template schema's
+# validator built once (jsonschema.validate checks the schema itself on every call;
+# tests/test_registry.py checks it once).
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+TEMPLATE_VALIDATOR = jsonschema.Draft202012Validator(TEMPLATE_SCHEMA)
+
+
 def load_template(path: Path) -> Template:
     """One ``template.yaml`` -> Template, or TemplateError naming the file and field."""
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=SAFE_LOADER)
     except (OSError, yaml.YAMLError) as e:
         raise TemplateError(f"{path}: cannot be read as YAML: {e}") from None
     try:
-        jsonschema.validate(data, TEMPLATE_SCHEMA)
+        error = jsonschema.exceptions.best_match(TEMPLATE_VALIDATOR.iter_errors(data))
+        if error is not None:
+            raise error
         jsonschema.Draft202012Validator.check_schema(data["parameters"])
     except jsonschema.ValidationError as e:
         where = "/".join(str(p) for p in e.absolute_path) or "(top level)"

@@ -38,33 +38,15 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 from optuna.trial import FrozenTrial, TrialState
 
-from ..service import JobError, JobService, Settings
+from ..service import JobError, JobService
 from ..store import Job, utcnow
-from .spec import ExperimentSpec
-from .store import STATE_FILE, ExperimentStore
+from .spec import ExperimentSpec, trial_name
+from .store import STATE_FILE, ExperimentStore, settings_from_json
 
 log = logging.getLogger("clusterlab.experiments")
 
 STUDY_FILE = "study.journal"
 LOCK_FILE = "controller.lock"
-
-
-def settings_to_json(settings: Settings) -> dict:
-    return {
-        "jobs_root": str(settings.jobs_root), "workspace": str(settings.workspace),
-        "template_paths": [str(p) for p in settings.template_paths], "profiles_file": str(settings.profiles_file),
-        "backend": settings.backend, "extra_roots": [str(p) for p in settings.extra_roots],
-        "snapshot_max_bytes": settings.snapshot_max_bytes, "slurm_bin_dir": settings.slurm_bin_dir,
-        "max_concurrent_trials": settings.max_concurrent_trials, "datasets_root": str(settings.datasets_root),
-        "site_datasets": str(settings.site_datasets), "datasets_quota_bytes": settings.datasets_quota_bytes,
-    }
-
-
-def settings_from_json(data: dict) -> Settings:
-    paths = {"jobs_root", "workspace", "profiles_file", "datasets_root", "site_datasets"}
-    lists = {"template_paths", "extra_roots"}
-    return Settings(**{k: Path(v) if k in paths else [Path(p) for p in v] if k in lists else v
-                       for k, v in data.items()})
 
 
 def distributions(spec: ExperimentSpec) -> dict:
@@ -128,10 +110,6 @@ def open_study(folder: Path, experiment_id: str, spec: ExperimentSpec) -> optuna
         # a controller started again: a sampler seeded as the first one was would draw the first trials' values again
         study.sampler = make_sampler(spec, seed + asked)
     return study
-
-
-def trial_name(spec: ExperimentSpec, number: int) -> str:
-    return f"{spec.name[:90]}_t{number}"
 
 
 class Controller:

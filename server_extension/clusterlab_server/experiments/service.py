@@ -22,9 +22,8 @@ from ..registry import Template
 from ..service import JobError, JobService, check_page, check_project, new_id, private_folder
 from ..datasets.store import remove_tree
 from ..store import FINAL, Job, dumps, iso, utcnow
-from .controller import STATE_FILE, settings_to_json, trial_name
-from .spec import ExperimentSpec, validate_experiment
-from .store import EXPERIMENT_STATUSES, Experiment, ExperimentStore
+from .spec import ExperimentSpec, trial_name, validate_experiment
+from .store import EXPERIMENT_STATUSES, STATE_FILE, Experiment, ExperimentStore, settings_to_json
 
 CONTROLLER_TEMPLATE = "experiment-controller"
 

@@ -336,3 +336,8 @@ def grid_points(spec: ExperimentSpec) -> list[dict]:
     """Every point of a grid searcher's grid, in a fixed order."""
     grid = spec.grid()
     return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+
+
+def trial_name(spec: ExperimentSpec, number: int) -> str:
+    """The job name of an experiment's trial."""
+    return f"{spec.name[:90]}_t{number}"

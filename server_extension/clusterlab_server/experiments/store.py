@@ -19,10 +19,32 @@ from sqlalchemy import JSON, DateTime, String, delete, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..sqlite_index import Sessions, SQLiteIndex, indexed
+from ..service import Settings
 from ..store import Base, iso, parse_time, update_record, utcnow
 
 EXPERIMENT_STATUSES = ("running", "completed", "failed", "cancelled")
 STATE_FILE = "experiment.json"  # the experiment's record: its request and settings (the controller's state)
+
+
+# the settings the experiment's controller runs its trials with, as the state file keeps them
+def settings_to_json(settings: Settings) -> dict:
+    return {
+        "jobs_root": str(settings.jobs_root), "workspace": str(settings.workspace),
+        "template_paths": [str(p) for p in settings.template_paths], "profiles_file": str(settings.profiles_file),
+        "backend": settings.backend, "extra_roots": [str(p) for p in settings.extra_roots],
+        "snapshot_max_bytes": settings.snapshot_max_bytes, "slurm_bin_dir": settings.slurm_bin_dir,
+        "max_concurrent_trials": settings.max_concurrent_trials, "datasets_root": str(settings.datasets_root),
+        "site_datasets": str(settings.site_datasets), "datasets_quota_bytes": settings.datasets_quota_bytes,
+    }
+
+
+def settings_from_json(data: dict) -> Settings:
+    paths = {"jobs_root", "workspace", "profiles_file", "datasets_root", "site_datasets"}
+    lists = {"template_paths", "extra_roots"}
+    return Settings(**{k: Path(v) if k in paths else [Path(p) for p in v] if k in lists else v
+                       for k, v in data.items()})
+
+
 RECORDED = {"status", "reason", "created", "ended"}
 
 

@@ -137,6 +137,21 @@ class LocalClusterSpawner(ClusterSpawner, LocalProcessSpawner):
         size that needs more free cores than there are is refused.""",
     )
 
+    @default("max_concurrent_starts")
+    def _max_concurrent_starts_default(self):
+        return len(os.sched_getaffinity(0))  # the cores this machine gives the hub and its servers
+
+    # A turn's wait counts in the hub's start_timeout, and a busy machine starts
+    # slowly: the hub must not give up on a server that is still starting
+    # (JupyterHub's defaults are 60 s and 30 s).
+    @default("start_timeout")
+    def _start_timeout_default(self):
+        return 600
+
+    @default("http_timeout")
+    def _http_timeout_default(self):
+        return 120
+
     # state kept across hub restarts (with the pid the parent class keeps)
     pid_create_time = None
     deadline = None

@@ -161,7 +161,6 @@ class FixedSlurmSpawner(batchspawner.SlurmSpawner):
     lost_message = ""
     submitted_at = float("-inf")  # time.monotonic() of this process's sbatch
     last_job_id = ""
-    progress_message = ""
 
     # ----- the parts a subclass provides ---------------------------------------------
 
@@ -362,15 +361,6 @@ class FixedSlurmSpawner(batchspawner.SlurmSpawner):
         if self.state_isrunning():
             return 60
         return 30 if self.job_id else 10
-
-    async def progress(self):
-        shown = None
-        while True:
-            message = self.progress_message
-            if message and message != shown:
-                shown = message
-                yield {"message": message, "progress": self.progress_percent()}
-            await asyncio.sleep(0.2)
 
     async def stop(self, now=False):
         if not self.job_id:

@@ -13,7 +13,9 @@ Everything here is backend-agnostic:
   Slurm), which account that is: system accounts are refused, a missing one
   is created only where ``create_unix_users`` says so (see :mod:`.accounts`);
 - waiting for the server to answer before handing it to the hub, so that the
-  hub's own backing-off readiness poll does not add seconds to every spawn.
+  hub's own backing-off readiness poll does not add seconds to every spawn;
+- turns to start (:mod:`.start_queue`): where the hub's own machine starts the
+  servers, only so many start at once, and the spawn page says who is ahead.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from .options import (
     validate_user_options,
 )
 from .profiles import Profile, load_profiles
+from .start_queue import StartQueue
 
 HERE = Path(__file__).parent
 DEFAULT_PROFILES = HERE.parents[1] / "hub_config" / "profiles.yaml"
@@ -49,6 +52,10 @@ DEFAULT_PROFILES = HERE.parents[1] / "hub_config" / "profiles.yaml"
 _templates = jinja2.Environment(
     loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True
 )
+
+
+# one line for the whole hub process: its servers share the machine that starts them
+START_QUEUE = StartQueue()
 
 
 @functools.lru_cache(maxsize=8)
@@ -117,6 +124,16 @@ class ClusterSpawner(Spawner):
         short interval; JupyterHub's own check would otherwise back off
         exponentially and find a ready server up to seconds late.
         """,
+    )
+
+    max_concurrent_starts = Integer(
+        0,
+        config=True,
+        help="""How many servers may be starting at once; the others wait their turn, in the
+        order they were asked for, and the spawn page says how many are ahead. 0: no limit.
+        The local backend's default is the number of cores: a JupyterLab's start-up
+        is a core's work for a second or two, and twenty at once on two cores each
+        took twenty times as long.""",
     )
 
     @default("apply_user_options")
@@ -293,12 +310,40 @@ class ClusterSpawner(Spawner):
         except OptionsError as e:
             raise self._options_http_error(e) from None
         try:
-            url = await super().start()
-            await self._wait_until_answering(url)
+            async with START_QUEUE.turn(self.max_concurrent_starts, self._say_waiting):
+                self.progress_message = "Starting JupyterLab"
+                url = await super().start()
+                await self._wait_until_answering(url)
         except BaseException:
             self.release()
             raise
         return url
+
+    def _say_waiting(self, ahead: int) -> None:
+        message = (f"Waiting for a turn to start: {ahead} server{'s' if ahead != 1 else ''} ahead of yours "
+                   f"(this machine starts {self.max_concurrent_starts} at a time, so that each starts quickly)")
+        if message != self.progress_message:
+            if not self.progress_message.startswith("Waiting for a turn"):
+                self.log.info("%s waits for a turn to start: %d ahead", self._log_name, ahead)
+            self.progress_message = message
+
+    # ----- what the spawn page shows while it waits -----------------------------------
+
+    #: the latest step of the start, for the spawn page (backends set their own)
+    progress_message = ""
+
+    def progress_percent(self) -> int:
+        """How far along the spawn page's bar is."""
+        return 10 if self.progress_message.startswith("Waiting for a turn") else 50
+
+    async def progress(self):
+        shown = None
+        while True:
+            message = self.progress_message
+            if message and message != shown:
+                shown = message
+                yield {"message": message, "progress": self.progress_percent()}
+            await asyncio.sleep(0.2)
 
     # JupyterHub insists that every Spawner subclass define these; the backend's do the work
     async def stop(self, now=False):

@@ -53,6 +53,7 @@ from pathlib import Path
 
 from clusterlab_spawner.accounts import hub_account, shared_account_notice, warn_if_unreachable_by_users
 from clusterlab_spawner.auth import TEMPLATES as HUB_TEMPLATES
+from clusterlab_spawner.hub_db import use_write_ahead_log
 from clusterlab_spawner.local import parse_gpu_list
 from clusterlab_spawner.profiles import load_profiles
 
@@ -82,6 +83,8 @@ c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{PORT + 2}"
 c.ConfigurableHTTPProxy.command = [str(REPO / "node_modules" / ".bin" / "configurable-http-proxy")]
 c.ConfigurableHTTPProxy.pid_file = str(DATA / "hub" / "proxy.pid")
 c.JupyterHub.db_url = os.environ.get("CLUSTERLAB_DB_URL") or f"sqlite:///{DATA / 'hub' / 'jupyterhub.sqlite'}"
+if not os.environ.get("CLUSTERLAB_DB_URL"):
+    use_write_ahead_log()  # a commit must not wait for fsync on the event loop (clusterlab_spawner/hub_db.py)
 c.JupyterHub.cookie_secret_file = str(DATA / "hub" / "jupyterhub_cookie_secret")
 c.JupyterHub.pid_file = str(DATA / "hub" / "jupyterhub.pid")
 # ClusterLab's page.html first: its name on every hub page, and colours and labels that pass WCAG 2.1 AA

@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import accounts  # noqa: E402
 import multinode  # noqa: E402
+import postgres  # noqa: E402
 from hub import Hub  # noqa: E402
 
 
@@ -67,31 +69,64 @@ def multinode_cluster():
     required(multinode_ready(), "run `make slurm-cluster` as root (a head and two compute nodes in network namespaces)")
 
 
+def pytest_generate_tests(metafunc):
+    """A hub test marked `postgresql` runs twice: on the SQLite default and on a real PostgreSQL."""
+    if "hub_db" not in metafunc.fixturenames:
+        return
+    if metafunc.definition.get_closest_marker("postgresql"):
+        metafunc.parametrize("hub_db", ["sqlite", "postgresql"], indirect=True, scope="module")
+    elif any("postgresql" in {mark.name for mark in getattr(test, "pytestmark", [])}
+             for test in vars(metafunc.module).values()):
+        # the module's other hub tests as "sqlite" too, so that pytest runs them all, in order, on
+        # one SQLite hub (a test without the parameter would need a hub of its own), then PostgreSQL's
+        metafunc.parametrize("hub_db", ["sqlite"], indirect=True, scope="module")
+
+
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory):
+def hub_db(request):
+    """The database the hubs of a test keep their state in: "sqlite" (the default) or "postgresql"."""
+    return getattr(request, "param", "sqlite")
+
+
+@contextmanager
+def hub_database(kind: str, name: str = "hub"):
+    """The db_url for one Hub: '' (its SQLite file), or a fresh PostgreSQL database, dropped after."""
+    if kind == "sqlite":
+        yield ""
+        return
+    required(postgres.postgres_ready(), postgres.HOW)
+    with postgres.database(name) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory, hub_db):
     """A real hub on the embedded default, with two fake GPUs, shared by a module."""
-    hub = Hub(tmp_path_factory.mktemp("hub"))
-    hub.start()
-    yield hub
-    stop_all_servers(hub)
-    hub.stop()
+    with hub_database(hub_db) as db_url:
+        hub = Hub(tmp_path_factory.mktemp("hub"), db_url=db_url)
+        hub.start()
+        yield hub
+        stop_all_servers(hub)
+        hub.stop()
 
 
 @pytest.fixture
-def make_hub(tmp_path):
-    """Start a hub with extra environment or config for one test."""
+def make_hub(tmp_path, hub_db):
+    """Start a hub with extra environment or config for one test (each on a database of its own)."""
     hubs = []
+    with ExitStack() as databases:
 
-    def make(**kwargs):
-        hub = Hub(tmp_path / f"hub{len(hubs)}", **kwargs)
-        hubs.append(hub)
-        return hub.start()
+        def make(**kwargs):
+            db_url = databases.enter_context(hub_database(hub_db))
+            hub = Hub(tmp_path / f"hub{len(hubs)}", db_url=db_url, **kwargs)
+            hubs.append(hub)
+            return hub.start()
 
-    yield make
-    for hub in hubs:
-        if hub.proc:
-            stop_all_servers(hub)
-        hub.stop()
+        yield make
+        for hub in hubs:
+            if hub.proc:
+                stop_all_servers(hub)
+            hub.stop()
 
 
 def stop_all_servers(hub):

@@ -67,7 +67,8 @@ def singleuser_by_hand(command: str, port: int, hub_api_url: str, token: str,
 class Hub:
     """One hub process with its own data directory and ports."""
 
-    def __init__(self, data_dir: Path, env: dict | None = None, extra_config: str = "", run_as: str = ""):
+    def __init__(self, data_dir: Path, env: dict | None = None, extra_config: str = "", run_as: str = "",
+                 db_url: str = ""):
         self.data_dir = Path(data_dir)
         self.run_as = run_as  # a Unix account to run the hub as (default: the tests' own)
         self.port = free_port_block()
@@ -80,6 +81,8 @@ class Hub:
             "CLUSTERLAB_LOCAL_GPUS": "0,1",
             # tests make the accounts they use (accounts.ensure); a test of the switch turns it on
             "CLUSTERLAB_CREATE_UNIX_USERS": "0",
+            # its own database (tests/postgres.py), else the SQLite file; never one from the caller's shell
+            "CLUSTERLAB_DB_URL": db_url or None,
             **(env or {}),
         }
         self.env = {key: value for key, value in self.env.items() if value is not None}  # None: unset
@@ -153,6 +156,22 @@ class Hub:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    @property
+    def db_url(self) -> str:
+        """The SQLAlchemy URL of the hub's database."""
+        return self.env.get("CLUSTERLAB_DB_URL") or f"sqlite:///{self.data_dir / 'hub' / 'jupyterhub.sqlite'}"
+
+    def db_rows(self, sql: str) -> list[tuple]:
+        """What a query returns, read straight from the hub's database."""
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(self.db_url)
+        try:
+            with engine.connect() as connection:
+                return [tuple(row) for row in connection.execute(sqlalchemy.text(sql))]
+        finally:
+            engine.dispose()
 
     def log_tail(self, lines: int = 40) -> str:
         try:

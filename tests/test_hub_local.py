@@ -15,6 +15,7 @@ import psutil
 import pytest
 from clusterlab_server.service import JobService, Settings
 from hub import ADMIN_PASSWORD, REPO, pid_alive, process_facts, terminal_run
+from sqlalchemy.engine import make_url
 
 pytestmark = pytest.mark.hub
 
@@ -32,6 +33,7 @@ def reachable_through_proxy(hub, api, user, server=""):
 # ----- login -----------------------------------------------------------------------
 
 
+@pytest.mark.postgresql
 def test_login_right_wrong_and_unapproved(hub):
     assert hub.login("admin", ADMIN_PASSWORD).status_code == 302
 
@@ -49,13 +51,25 @@ def test_login_right_wrong_and_unapproved(hub):
     assert hub.login("dora", "wrong-password-here").status_code == 403
 
 
+@pytest.mark.postgresql
 def test_passwords_are_stored_hashed(hub):
-    import sqlite3
-
-    db = sqlite3.connect(hub.data_dir / "hub" / "jupyterhub.sqlite")
-    (stored,) = db.execute("select password from users_info where username='admin'").fetchone()
+    [(stored,)] = hub.db_rows("select password from users_info where username='admin'")
     assert ADMIN_PASSWORD.encode() not in stored
     assert stored.startswith(b"$2")  # bcrypt
+
+
+# ----- the database -------------------------------------------------------------------
+
+
+@pytest.mark.postgresql
+def test_the_hub_keeps_its_state_in_the_database_it_is_given(hub, hub_db):
+    """CLUSTERLAB_DB_URL is the hub's whole database: nothing falls back to the SQLite file."""
+    assert hub.db_url.startswith({"sqlite": "sqlite:", "postgresql": "postgresql+pg8000:"}[hub_db])
+    # the database starts empty (tests/postgres.py): only this hub can have written its users
+    assert ("admin",) in hub.db_rows("select name from users")
+    assert (hub.data_dir / "hub" / "jupyterhub.sqlite").exists() == (hub_db == "sqlite")
+    password = make_url(hub.db_url).password
+    assert not password or password not in hub.log_path.read_text()
 
 
 # ----- the form -----------------------------------------------------------------------
@@ -81,6 +95,7 @@ def test_form_lists_every_size_with_live_availability(hub):
     assert "2 of 2 GPUs" in hub.spawn_form(hub.admin())
 
 
+@pytest.mark.postgresql
 def test_spawn_through_the_form(hub):
     browser = hub.admin()
     response = browser.post(
@@ -217,6 +232,7 @@ def test_two_users_never_share_a_gpu_and_a_third_is_told_why(hub):
     hub.stop_server(apis["carol"], "carol")
 
 
+@pytest.mark.postgresql
 def test_one_user_cannot_touch_another_users_server(hub):
     frank, grace = (hub.api(hub.add_user(name)) for name in ("frank", "grace"))
     hub.start_server(frank, "frank", profile="cpu-small")
@@ -303,6 +319,7 @@ def test_a_terminal_finds_the_cli_and_the_environments_python(hub):
 # ----- time and restarts ------------------------------------------------------------------------
 
 
+@pytest.mark.postgresql
 def test_server_survives_a_hub_restart(make_hub):
     hub = make_hub()
     api = hub.admin_api
@@ -334,6 +351,7 @@ def test_wall_time_stops_the_server(make_hub):
     assert not pid_alive(pid)
 
 
+@pytest.mark.postgresql
 def test_idle_servers_are_culled(make_hub):
     hub = make_hub(env={"CLUSTERLAB_IDLE_TIMEOUT": "6"})
     api = hub.admin_api
@@ -347,6 +365,7 @@ def test_idle_servers_are_culled(make_hub):
     assert not pid_alive(pid)
 
 
+@pytest.mark.postgresql
 def test_first_start_without_a_password_gives_admin_a_random_one(make_hub):
     hub = make_hub(env={"CLUSTERLAB_ADMIN_PASSWORD": ""})
     password_file = hub.data_dir / "hub" / "admin-password"

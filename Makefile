@@ -9,7 +9,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 # pip's progress bars and spinners on a terminal; in a log (CI), one plain line per step
 PIP_INSTALL = $(BIN)/python -m pip install --progress-bar $$(test -t 1 && echo on || echo off)
 
-.PHONY: run test setup slurm slurm-cluster slurm-cluster-down clean
+.PHONY: run upgrade-db test setup slurm slurm-cluster slurm-cluster-down clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -33,6 +33,11 @@ node_modules/.installed: package.json package-lock.json
 
 run: setup
 	$(BIN)/jupyterhub -f hub_config/jupyterhub_config.py
+
+# After an upgrade of JupyterHub, before the hub's next start (docs/hub-database.md).
+# upgrade-db runs `alembic` by its bare name: the venv's bin goes first on PATH.
+upgrade-db: setup
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/jupyterhub upgrade-db -f hub_config/jupyterhub_config.py
 
 test: setup
 	bash tests/setup-services.sh

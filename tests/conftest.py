@@ -99,6 +99,13 @@ def hub_database(kind: str, name: str = "hub"):
         yield url
 
 
+@pytest.fixture
+def postgres_url():
+    """A fresh, empty PostgreSQL database (tests/postgres.py): required in CI, else the test skips saying how."""
+    with hub_database("postgresql", "db") as url:
+        yield url
+
+
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory, hub_db):
     """A real hub on the embedded default, with two fake GPUs, shared by a module."""

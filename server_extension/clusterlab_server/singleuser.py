@@ -21,6 +21,12 @@ small machine (docs/performance.md has the measurements):
   database upgrades. Here those names are bound to stand-ins that import
   alembic the first time they are used, which in a single-user server is never.
 
+On Slurm the job's first step is batchspawner's port report (the job picks its
+port on the node and tells the hub). ``batchspawner-singleuser`` imports the
+hub's auth module for it, which brings back all of the above before this
+launcher runs; ``clusterlab-batch-singleuser`` (:func:`batch_main`) speaks the
+same protocol with the standard library, then runs the server command.
+
 tests/test_startup_imports.py fails if one comes back, or if any other
 import of the start-up grows past its threshold.
 """
@@ -28,8 +34,16 @@ import of the start-up grows past its threshold.
 from __future__ import annotations
 
 import importlib
+import json
+import os
+import shutil
+import socket
+import ssl
 import sys
 import types
+import urllib.request
+from runpy import run_path
+from urllib.parse import urlparse, urlunparse
 
 
 def defer_rfc3987_syntax() -> None:
@@ -148,6 +162,39 @@ def main(argv=None):
     from jupyterhub.singleuser import main as singleuser_main
 
     return singleuser_main(argv)
+
+
+def report_port_to_hub() -> int:
+    """Pick a free port here and tell the hub (``POST <hub API>/batchspawner {"port": N}``), as batchspawner does."""
+    with socket.socket() as probe:
+        probe.bind(("", 0))
+        port = probe.getsockname()[1]
+    request = urllib.request.Request(
+        os.environ["JUPYTERHUB_API_URL"].rstrip("/") + "/batchspawner", method="POST",
+        data=json.dumps({"port": port}).encode(),
+        headers={"Authorization": f"token {os.environ['JUPYTERHUB_API_TOKEN']}", "Content-Type": "application/json"},
+    )
+    context = None
+    if os.environ.get("JUPYTERHUB_SSL_CLIENT_CA"):  # the hub's internal SSL, as HubAuth would use it
+        context = ssl.create_default_context(cafile=os.environ["JUPYTERHUB_SSL_CLIENT_CA"])
+        if os.environ.get("JUPYTERHUB_SSL_CERTFILE"):
+            context.load_cert_chain(os.environ["JUPYTERHUB_SSL_CERTFILE"], os.environ.get("JUPYTERHUB_SSL_KEYFILE"))
+    with urllib.request.urlopen(request, timeout=60, context=context):
+        pass
+    # the server's own URL, which the hub's OAuth checks, with the port picked here
+    service_url = urlparse(os.environ["JUPYTERHUB_SERVICE_URL"])
+    os.environ["JUPYTERHUB_SERVICE_URL"] = urlunparse(service_url._replace(netloc=f"{service_url.hostname}:{port}"))
+    return port
+
+
+def batch_main() -> None:
+    """``clusterlab-batch-singleuser CMD ARGS...``: report a port to the hub, then run CMD in this process."""
+    report_port_to_hub()
+    command = shutil.which(sys.argv[1])
+    if command is None:
+        sys.exit(f"clusterlab-batch-singleuser: {sys.argv[1]}: command not found")
+    sys.argv = sys.argv[1:]
+    run_path(command, run_name="__main__")
 
 
 if __name__ == "__main__":

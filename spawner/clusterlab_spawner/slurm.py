@@ -1,9 +1,10 @@
 """The Slurm backend: each server is a Slurm batch job of the size the user chose.
 
 Built on batchspawner's ``SlurmSpawner`` (its traits, saved state, user
-environment, and its port-reporting protocol: the job's
-``batchspawner-singleuser`` wrapper picks a port on the node and tells the hub
-through ``/hub/api/batchspawner``). What batchspawner 1.3.0 gets wrong is fixed
+environment, and its port-reporting protocol: the job's wrapper picks a port on
+the node and tells the hub through ``/hub/api/batchspawner``; ours,
+``clusterlab-batch-singleuser``, does it without batchspawner's import of the
+hub's auth, a third of a second before JupyterLab can start). What batchspawner 1.3.0 gets wrong is fixed
 here, at the method where it goes wrong:
 
 - It merges raw ``user_options`` into its batch-script template, so anyone
@@ -148,7 +149,8 @@ class FixedSlurmSpawner(batchspawner.SlurmSpawner):
 
     @default("batchspawner_singleuser_cmd")
     def _singleuser_wrapper_default(self):
-        return str(VENV_BIN / "batchspawner-singleuser")
+        # batchspawner's port report, without importing the hub's auth first (clusterlab_server/singleuser.py)
+        return str(VENV_BIN / "clusterlab-batch-singleuser")
 
     @default("req_srun")
     def _srun_default(self):

@@ -24,6 +24,8 @@ NativeAuthenticator checks a password with bcrypt on the hub's event loop: about
 0.3 s of CPU each, during which the hub answers nobody, so twenty people logging
 in at once stalled every API request for seconds. :meth:`authenticate` runs
 that check in a thread (bcrypt releases the GIL) and is otherwise NativeAuthenticator's.
+The checks share one core less than the machine has, so that a crowd's logins
+leave the event loop a core of its own.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import bcrypt
@@ -47,6 +50,10 @@ from traitlets import Bool, Unicode, default
 from .accounts import shared_account_notice
 
 TEMPLATES = Path(__file__).parent / "templates"
+
+# the password checks' threads: one core less than this machine gives the hub
+_password_checks = ThreadPoolExecutor(max_workers=max(1, len(os.sched_getaffinity(0)) - 1),
+                                      thread_name_prefix="bcrypt")
 
 
 class LoginHandler(NativeLoginHandler):
@@ -198,7 +205,8 @@ class ClusterLabAuthenticator(NativeAuthenticator):
         user = self.get_user(username)
         if not user or (self.allowed_failed_logins and self.is_blocked(username)):
             return None
-        password_ok = await asyncio.to_thread(bcrypt.checkpw, data["password"].encode(), user.password)
+        password_ok = await asyncio.get_running_loop().run_in_executor(
+            _password_checks, bcrypt.checkpw, data["password"].encode(), user.password)
         if user.is_authorized and password_ok and (not user.has_2fa or user.is_valid_token(data.get("2fa"))):
             self.successful_login(username)
             return username

@@ -13,6 +13,10 @@ client would). Prints:
 - each user's spawn time (p50, max);
 - the hub API's latency over the storm: p50, p95, max;
 - how often the hub gave up on a server, from its log;
+- with --hold S, each user stops their server S seconds after it answered, as
+  someone trying a thing would; on Slurm (default S=5) the test cluster has
+  room for two such servers at once, so the others wait in Slurm's queue, with
+  their place in line on the spawn page, and start as places free up;
 - with --gpu-users K, the first K users ask for one GPU each (the hub lends
   two): how many got one, that no GPU went to two servers, and what the others
   were told.
@@ -76,7 +80,8 @@ class Sampler(threading.Thread):
             self.halt.wait(max(0.0, 0.05 - (time.perf_counter() - start)))
 
 
-def one_user(hub: Hub, name: str, profile: str, go: threading.Event, t0: list[float], result: dict) -> None:
+def one_user(hub: Hub, name: str, profile: str, go: threading.Event, t0: list[float], result: dict,
+             hold: float | None = None) -> None:
     go.wait()
     try:
         session = hub.browser(name, PASSWORD)  # the login form: NativeAuthenticator's bcrypt check
@@ -100,6 +105,9 @@ def one_user(hub: Hub, name: str, profile: str, go: threading.Event, t0: list[fl
         response = api.get(f"{hub.url}/user/{name}/api/status", timeout=60)
         if response.status_code == 200:
             result["ready"] = time.perf_counter() - t0[0]
+            if hold is not None:  # done with it: the next in Slurm's queue gets its place
+                time.sleep(hold)
+                hub.stop_server(api, name)
         else:
             result["refused"] = f"ready, but its status answered {response.status_code}"
     except Exception as e:  # one user's failure is a result, not the end of the run
@@ -119,7 +127,7 @@ def gpus_of_servers(names: set[str]) -> dict[str, str]:
     return found
 
 
-def storm(hub: Hub, users: int, gpu_users: int, profile: str) -> None:
+def storm(hub: Hub, users: int, gpu_users: int, profile: str, hold: float | None) -> None:
     names = [f"storm{i:02d}" for i in range(1, users + 1)]
     print(f"signing up {users} users (bcrypt: a few seconds)...", flush=True)
     for name in names:
@@ -131,7 +139,7 @@ def storm(hub: Hub, users: int, gpu_users: int, profile: str) -> None:
     go, t0 = threading.Event(), [0.0]
     results = {name: {} for name in names}
     wanted = {name: ("gpu-1" if i < gpu_users else profile) for i, name in enumerate(names)}
-    threads = [threading.Thread(target=one_user, args=(hub, name, wanted[name], go, t0, results[name]))
+    threads = [threading.Thread(target=one_user, args=(hub, name, wanted[name], go, t0, results[name], hold))
                for name in names]
     for thread in threads:
         thread.start()
@@ -184,6 +192,9 @@ def main():
     parser.add_argument("--gpu-users", type=int, default=0, help="of them, how many ask for a GPU (2 to lend)")
     parser.add_argument("--backend", choices=["local", "slurm"], default="local")
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--hold", type=float, default=None,
+                        help="each user stops their server this many seconds after it is ready (default: keeps it; "
+                             "with --backend slurm: 5, since the test cluster has room for two at once)")
     parser.add_argument("--keep-log", type=Path, help="copy the hub's log here (PYTHONASYNCIODEBUG=1 in the "
                                                          "environment makes it name callbacks that block)")
     args = parser.parse_args()
@@ -192,6 +203,8 @@ def main():
     if args.backend == "slurm":
         env["CLUSTERLAB_PROFILES"] = str(SLURM_PROFILES)
         profile = "cpu-1"
+        if args.hold is None:
+            args.hold = 5.0
     with contextlib.ExitStack() as stack:
         if args.db == "postgresql":
             import postgres
@@ -201,7 +214,9 @@ def main():
         hub = Hub(Path(tmp) / "hub", env=env).start()
         try:
             print(f"hub: {args.backend} backend, {args.db} database")
-            storm(hub, args.users, args.gpu_users, profile)
+            if args.hold is not None:
+                print(f"each user stops their server {args.hold:g} s after it is ready")
+            storm(hub, args.users, args.gpu_users, profile, args.hold)
         finally:
             hub.stop()
             accounts.remove_created()

@@ -105,8 +105,8 @@ with engine.connect() as db:
 
 
 def test_what_was_deferred_still_works_when_used(tmp_path):
-    out = subprocess.run([sys.executable, "-c", CHECK_DEFERRED, str(tmp_path / "hub.sqlite")], capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONIOENCODING": "utf-8"}).stdout.splitlines()
+    out = subprocess.run([sys.executable, "-c", CHECK_DEFERRED, str(tmp_path / "hub.sqlite")], capture_output=True,
+                         text=True, check=True, env={**os.environ, "PYTHONIOENCODING": "utf-8"}).stdout.splitlines()
     assert out == [
         "before False",  # not built at import: the cost is gone from start-up
         "iri 'https://例え.jp/パス' True",  # ...and the check still runs, with the real grammar

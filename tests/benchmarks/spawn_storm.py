@@ -209,6 +209,9 @@ def main():
         if args.db == "postgresql":
             import postgres
 
+            why_not = postgres.postgres_ready()
+            if why_not:
+                sys.exit(f"--db postgresql: {why_not}; {postgres.HOW}")
             env["CLUSTERLAB_DB_URL"] = stack.enter_context(postgres.database("storm"))
         tmp = stack.enter_context(tempfile.TemporaryDirectory())
         hub = Hub(Path(tmp) / "hub", env=env).start()

@@ -117,10 +117,14 @@ def test_the_spawn_page_of_a_waiting_server_says_when_slurm_expects_it_to_start(
         squeues_before = calls(hub.commands, "squeue")
         started = time.monotonic()
         said = {}
+        def with_both_queued_and_expected(event):  # the page shows every step: wait for this one
+            message = event.get("message", "")
+            queued = re.search(r"position \d+ of (\d+)", message)
+            return "Slurm expects" in message and bool(queued) and int(queued.group(1)) >= len(users)
+
         for user in users:
             left = BACKFILL_WAIT - (time.monotonic() - started)
-            events = progress_events(hub, user, until=lambda e: "Slurm expects" in e.get("message", ""),
-                                     timeout=max(left, 5))
+            events = progress_events(hub, user, until=with_both_queued_and_expected, timeout=max(left, 5))
             said[user] = events[-1]["message"]
             assert "Slurm expects it to start at" in said[user], [e["message"] for e in events]
         # Slurm's own estimate, in the hub's local time (the zone Slurm prints in), beside the reason

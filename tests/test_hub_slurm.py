@@ -253,7 +253,8 @@ def test_two_users_get_different_gpus_and_a_third_waits_and_is_told_why(hub):
 
     response = hub.api(hub.tokens["carol"]).post(hub.server_url("carol"), json={"profile": "gpu-1"})
     assert response.status_code == 202
-    events = progress_events(hub, "carol", until=lambda e: "pending" in e.get("message", ""))
+    # every step is shown: first "being scheduled", then Slurm's reason once its scheduler gave one
+    events = progress_events(hub, "carol", until=lambda e: "waiting for free cores" in e.get("message", ""))
     waiting = events[-1]["message"]
     assert "pending in partition gpu, position 1 of 1" in waiting
     assert "waiting for free cores, memory or GPUs" in waiting  # Slurm's reason: Resources

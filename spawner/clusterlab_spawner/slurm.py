@@ -356,7 +356,7 @@ class FixedSlurmSpawner(batchspawner.SlurmSpawner):
             return f"Slurm job {self.job_id}: node {job.first_node} is being prepared"
         return f"Slurm job {self.job_id} is {job.state.lower()}"
 
-    def progress_percent(self) -> int:
+    def progress_percent(self, message: str = "") -> int:
         """How far along the spawn page's bar is: submitted, queued, running, answering."""
         if self.port:
             return 90

@@ -296,6 +296,7 @@ class ClusterSpawner(Spawner):
         return env
 
     async def start(self):
+        self.__dict__["_progress_steps"] = []  # this start's steps, for the spawn page
         try:
             choice = self.check_options(self.user_options or {})
         except OptionsError as e:
@@ -329,20 +330,32 @@ class ClusterSpawner(Spawner):
 
     # ----- what the spawn page shows while it waits -----------------------------------
 
-    #: the latest step of the start, for the spawn page (backends set their own)
-    progress_message = ""
+    # Every step of the start is kept, not only the latest: a step can be over
+    # sooner than the spawn page's next look (a Slurm job reports its port
+    # within a tenth of a second of starting), and the page still shows it.
+    @property
+    def progress_message(self) -> str:
+        """The latest step of the start, for the spawn page; backends set it as they go."""
+        steps = self.__dict__.get("_progress_steps")
+        return steps[-1][0] if steps else ""
 
-    def progress_percent(self) -> int:
-        """How far along the spawn page's bar is."""
-        return 10 if self.progress_message.startswith("Waiting for a turn") else 50
+    @progress_message.setter
+    def progress_message(self, message: str) -> None:
+        steps = self.__dict__.setdefault("_progress_steps", [])
+        if message and (not steps or steps[-1][0] != message):
+            steps.append((message, self.progress_percent(message)))
+
+    def progress_percent(self, message: str = "") -> int:
+        """How far along the spawn page's bar is at this step."""
+        return 10 if (message or self.progress_message).startswith("Waiting for a turn") else 50
 
     async def progress(self):
-        shown = None
+        shown = 0
         while True:
-            message = self.progress_message
-            if message and message != shown:
-                shown = message
-                yield {"message": message, "progress": self.progress_percent()}
+            steps = self.__dict__.get("_progress_steps", [])
+            for message, percent in steps[shown:]:
+                yield {"message": message, "progress": percent}
+            shown = len(steps)
             await asyncio.sleep(0.2)
 
     # JupyterHub insists that every Spawner subclass define these; the backend's do the work

@@ -1,7 +1,11 @@
 """image-classification-infer: classify every image of a folder with a trained model.
 
 Writes ``predictions.csv`` (file, class, confidence) in the job's output folder,
-one row per image, ``file`` relative to the input folder. The model is the
+one row per image, ``file`` relative to the input folder. When the input holds
+labels (class folders named like the model's classes: ``<input>/<class>/``, or
+``<input>/val/<class>/`` for a dataset with train/ and val/, of which only val/ is
+classified) it also writes ``output/report/`` (see classification_report.py):
+report.json, report.md, confusion.png and samples/. The model is the
 ``model.pt`` of an ``image-classification-train`` job: it holds the weights, the
 class names, the image size and the model size. ``model`` may name that job
 (``job:<id>``: its output is mounted read-only, and its model.pt is used), a
@@ -17,11 +21,15 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-TRAIN = Path(__file__).resolve().parent.parent / "image-classification-train"
+HERE = Path(__file__).resolve().parent
+TRAIN = HERE.parent / "image-classification-train"
 sys.path.insert(0, str(TRAIN))  # the model and the image reading are the training template's
+sys.path.insert(0, str(HERE.parent / "validation"))  # the report files both inference templates write
 
 from clusterlab_server.training import TrainingJob, fail, inference_inputs  # noqa: E402
 from data import ImageFiles  # noqa: E402
+from classification_report import build, labelled  # noqa: E402
+import validation_report  # noqa: E402
 
 
 def load_model(path: Path, shown: str):
@@ -54,6 +62,15 @@ def main() -> None:
 
     device = job.device
     model, classes, size = load_model(model_path, model_shown)
+    split, labels = None, None
+    if params.get("report", True):
+        split, files, labels, note = labelled(folder, files, classes)
+        if note:
+            print(note, flush=True)
+        elif labels is not None:
+            where = f"{job.given_as('input')}/{split}" if split else job.given_as("input")
+            print(f"the images are in class folders ({where}/<class>/): the predictions are compared with them "
+                  "in output/report/", flush=True)
     cuda = device.type == "cuda"
     model.to(device)
     model.to(memory_format=torch.channels_last)  # NHWC convolutions: faster on GPUs and CPUs alike
@@ -84,6 +101,13 @@ def main() -> None:
     os.replace(tmp, target)
     counts = Counter(classes[i] for i in predicted)
     print(f"predictions.csv: {len(files)} rows; " + ", ".join(f"{c} {counts[c]}" for c in classes), flush=True)
+    if labels is not None:
+        names = [path.relative_to(folder).as_posix() for path in files]
+        about = {"model": model_shown, "input": job.given_as("input"), "split": split}
+        report, markdown, pictures = build(names, files, labels, predicted, confidences, classes, about)
+        validation_report.write(job.output, report, markdown, pictures)
+        print(f"report: accuracy {report['accuracy']:.3f} on {report['images']} images; "
+              "output/report/report.md (open it in JupyterLab), report.json", flush=True)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,10 @@ Writes to the job's output folder:
   ``{"class": name, "score": 0-1, "box": [x0, y0, x1, y1]}``, the box in the
   picture's own pixels, best score first;
 - ``images/<picture>``: a PNG copy of each picture with its boxes and labels drawn
-  (``a.png`` keeps its name, ``a.jpg`` becomes ``a.jpg.png``).
+  (``a.png`` keeps its name, ``a.jpg`` becomes ``a.jpg.png``);
+- ``report/`` when the pictures have YOLO label files (the layout object-detection-train
+  reads; its val split when there is one, and only those pictures are run): report.json
+  (mAP@0.5, per-class AP), report.md and samples/ (see detection_report.py).
 
 The model code is the training template's (``../object-detection-train/model.py``).
 ``model`` may name an object-detection-train job (``job:<id>``: its output is
@@ -24,10 +27,14 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 TRAIN = HERE.parent / "object-detection-train"
 sys.path.insert(0, str(TRAIN))
+sys.path.insert(0, str(HERE.parent / "validation"))  # the report files both inference templates write
 
 from clusterlab_server.training import TrainingJob, fail, inference_inputs  # noqa: E402
+from data import DataError  # noqa: E402
+from detection_report import EVAL_SCORE, build, find_labels, read_truth  # noqa: E402
+import validation_report  # noqa: E402
 
-DEFAULTS = {"score_threshold": 0.3, "batch_size": 32}
+DEFAULTS = {"score_threshold": 0.3, "batch_size": 32, "report": True}
 
 
 def main() -> None:
@@ -55,11 +62,26 @@ def main() -> None:
         fail(f"model: {model_shown} does not hold a usable model ({str(e).splitlines()[0]})")
     classes, size, stride = info["classes"], info["image_size"], info["stride"]
     threshold = float(params["score_threshold"])
+    truth = None
+    labels = find_labels(folder) if params["report"] else None
+    if labels is not None:
+        shown = job.given_as("input").rstrip("/")
+        try:
+            pictures, boxes, truth_classes = read_truth(labels, shown, classes)
+        except DataError as e:
+            fail(f"input: {e} (or set report to false to skip the comparison with the labels)")
+        if pictures:
+            images, truth = pictures, (boxes, truth_classes)
+            where = labels.images.relative_to(folder).as_posix() if labels.images != folder else "."
+            print(f"the pictures have label files: the {len(images)} pictures of {where} are compared with "
+                  "their boxes in output/report/", flush=True)
+    decode_score = min(threshold, EVAL_SCORE) if truth else threshold
     print(f"model: {model_shown}, {len(classes)} classes ({', '.join(classes)}), {size}x{size} input; "
           f"{len(images)} pictures of {job.given_as('input')} on {device}, score threshold {threshold}", flush=True)
 
     drawn_root = job.output / "images"
     results: dict[str, list[dict]] = {}
+    scored, sizes = [], []  # every detection down to decode_score, and each picture's size: for the report
     batch_size = int(params["batch_size"])
     for start in range(0, len(images), batch_size):
         batch = images[start:start + batch_size]
@@ -71,13 +93,16 @@ def main() -> None:
         tensor = torch.stack(arrays).to(device, non_blocking=True)
         with torch.no_grad(), torch.autocast(device.type, enabled=job.amp):
             outputs = model(tensor)
-        for path, found in zip(batch, decode(outputs, stride, threshold, scales=scales)):
+        for path, found in zip(batch, decode(outputs, stride, decode_score, scales=scales)):
             name = path.relative_to(folder).as_posix()
             with Image.open(path) as picture:
                 width, height = picture.size
                 clipped = [(label, score, [min(max(box[0], 0), width), min(max(box[1], 0), height),
                                            min(max(box[2], 0), width), min(max(box[3], 0), height)])
                            for label, score, box in found]
+                scored.append(clipped)
+                sizes.append((width, height))
+                clipped = [d for d in clipped if d[1] >= threshold]
                 target = drawn_root / (name if name.lower().endswith(".png") else f"{name}.png")  # a.jpg: a.jpg.png
                 target.parent.mkdir(parents=True, exist_ok=True)
                 draw_detections(picture, clipped, classes).save(target)
@@ -91,6 +116,15 @@ def main() -> None:
     tmp.replace(job.output / "detections.json")
     total = sum(len(v) for v in results.values())
     print(f"done: {total} boxes in {len(results)} pictures; output/detections.json and output/images/", flush=True)
+    if truth:
+        about = {"model": model_shown, "input": job.given_as("input"), "split": labels.split,
+                 "eval_score": decode_score}
+        report, markdown, drawn = build(list(results), images, sizes, truth[0], scored, truth[1], classes,
+                                        threshold, about)
+        validation_report.write(job.output, report, markdown, drawn)
+        print(f"report: mAP@0.5 {report['map50']:.3f} on {report['images']} pictures "
+              f"({report['ground_truth']} boxes); output/report/report.md (open it in JupyterLab), report.json",
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from .experiments.service import ExperimentService
 from .handlers import handlers
 from .projects import ProjectService
 from .service import JobService, Settings
+from .studio.service import StudioService
 from .tensorboard import TensorBoardManager
 from .terminals import keep_environment_in_terminals
 
@@ -57,6 +58,9 @@ class ClusterLabApp(ExtensionApp):
     tensorboard_idle_timeout = Float(
         900, config=True, help="Seconds without use after which the user's TensorBoard stops (0: never).",
     )
+    label_studio_idle_timeout = Float(
+        900, config=True, help="Seconds without a request after which the user's Label Studio stops (0: never).",
+    )
 
     _poller: asyncio.Task | None = None
 
@@ -86,6 +90,9 @@ class ClusterLabApp(ExtensionApp):
         self.tensorboard = TensorBoardManager(self.service, base_url=self.serverapp.base_url,
                                               idle_timeout=self.tensorboard_idle_timeout, log=self.log)
         self.settings["clusterlab_tensorboard"] = self.tensorboard
+        self.studio = StudioService(self.service, self.experiments, base_url=self.serverapp.base_url,
+                                    label_studio_idle_timeout=self.label_studio_idle_timeout)
+        self.settings["clusterlab_studio"] = self.studio
         self._show_job_folders(settings)
         self.log.info("ClusterLab jobs: %s backend, %d templates, store in %s",
                       settings.backend, len(self.service.registry.templates), settings.jobs_root)
@@ -127,3 +134,4 @@ class ClusterLabApp(ExtensionApp):
         if self._poller:
             self._poller.cancel()
         await self.tensorboard.shutdown()
+        await asyncio.to_thread(self.studio.shutdown)

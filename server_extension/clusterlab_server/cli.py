@@ -1119,6 +1119,8 @@ def add_location_options(parser: argparse.ArgumentParser, on_subcommand: bool) -
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .studio.cli import add_commands as add_studio_commands  # AI Studio's: labelling, studio, model
+
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
         prog="clusterlab", formatter_class=formatter, epilog=EPILOG,
@@ -1329,6 +1331,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command_with_actions("project", summary, EPILOG)("show", summary, cmd_project_show)
     sub.add_argument("name", metavar="NAME", help="the project's name (see: clusterlab projects)")
     json_option(sub)
+
+    add_studio_commands(command_with_actions, param_option, json_option, key_spec)
 
     sub = commands.add_parser(
         "demo-data", help="write small synthetic data sets the templates learn well",

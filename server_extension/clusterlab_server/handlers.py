@@ -467,6 +467,8 @@ class OpenAPIHandler(ClusterLabHandler):
 
 
 def handlers(base: str) -> list[tuple]:
+    from .studio.handlers import studio_handlers  # it builds on this module's base class
+
     job = r"(?P<job_id>[^/]+)"
     experiment = r"(?P<experiment_id>[^/]+)"
     dataset = r"(?P<name>[^/]+)/(?P<version>[^/]+)"
@@ -496,4 +498,5 @@ def handlers(base: str) -> list[tuple]:
         (f"{base}/tensorboard", TensorBoardHandler),
         (f"{base}/gpus", GPUsHandler),
         (f"{base}/openapi.json", OpenAPIHandler),
+        *studio_handlers(base),
     ]

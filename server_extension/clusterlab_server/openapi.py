@@ -469,6 +469,8 @@ def _forbidden_or(description: str) -> dict:
 
 
 def openapi_document(base_url: str = "/") -> dict:
+    from .studio.openapi import SCHEMAS as STUDIO_SCHEMAS, studio_paths
+
     job_ref = {"$ref": "#/components/schemas/Job"}
     experiment_ref = {"$ref": "#/components/schemas/Experiment"}
     version_ref = {"$ref": "#/components/schemas/DatasetVersion"}
@@ -478,13 +480,15 @@ def openapi_document(base_url: str = "/") -> dict:
         "info": {
             "title": "ClusterLab job service",
             "version": "1",
-            "description": "Templates, instance sizes, cluster jobs, experiments, datasets and projects of one "
-                           "user, inside their JupyterLab.",
+            "description": "Templates, instance sizes, cluster jobs, experiments, datasets, projects and AI "
+                           "Studio (labellings, validations, the model registry) of one user, inside their "
+                           "JupyterLab.",
         },
         "servers": [{"url": base_url.rstrip("/") + "/clusterlab/api"}],
         "components": {
             "schemas": {"Error": ERROR, "JupyterError": JUPYTER_ERROR, "Job": JOB, "Template": TEMPLATE,
-                        "Experiment": EXPERIMENT, "Dataset": DATASET, "DatasetVersion": VERSION},
+                        "Experiment": EXPERIMENT, "Dataset": DATASET, "DatasetVersion": VERSION,
+                        **STUDIO_SCHEMAS},
             "responses": {"Forbidden": _json({"$ref": "#/components/schemas/JupyterError"},
                                              "no valid token (jupyter_server's answer)")},
             "securitySchemes": {"token": {"type": "apiKey", "in": "header", "name": "Authorization"}},
@@ -722,5 +726,6 @@ def openapi_document(base_url: str = "/") -> dict:
                 "summary": "This document",
                 "responses": {"200": _json({"type": "object"}, "the OpenAPI document")},
             }},
+            **studio_paths(_json, _errors, PROJECT_FILTER),
         }),
     }

@@ -71,22 +71,36 @@ class DatasetService:
         if not isinstance(description, str) or len(description) > MAX_DESCRIPTION:
             raise JobError(400, f"description must be text of at most {MAX_DESCRIPTION} characters", "description")
         project = check_project(request.get("project"))
-        store, own, shared_store = (self.site if site else self.own), self.own, self.site
+        store = self.site if site else self.own
         if site:
             self._check_site_writable(store.root)
-        elif shared_store.versions(name):
+        elif self.site.versions(name):
             raise JobError(409, f"a site dataset named {name} exists (shared with everyone): use it as it is, "
                            "or give yours another name", "name")
         source = request.get("folder")
         folder = self._folder(source)
+        return self._commit(store, name, folder, {"description": description, "project": project, "source": source},
+                            quota_applies=not site)
+
+    def create_from(self, name: str, folder: Path, description: str, project: str, record: dict) -> dict:
+        """A new version of the user's dataset ``name`` from a folder ClusterLab wrote itself (AI Studio's
+        export of a labelling), not one of the user's roots; ``record`` (where it came from) goes in its
+        manifest and summary beside the usual fields. ``name`` and ``project`` are checked already."""
+        if self.site.versions(name):
+            raise JobError(409, f"a site dataset named {name} exists (shared with everyone): give yours another "
+                           "name", "dataset")
+        return self._commit(self.own, name, folder, {"description": description, "project": project,
+                                                     "source": None, **record}, quota_applies=True, field="dataset")
+
+    def _commit(self, store: DatasetStore, name: str, folder: Path, fields: dict, quota_applies: bool,
+                field: str = "folder") -> dict:
         store.ensure()
         room = None
         quota = self.jobs.settings.datasets_quota_bytes
-        if not site and quota is not None:
-            room = quota - own.usage()
-        staged = self._stage(store, folder, store.read_cache(name), room, "folder")
-        header = {"created": utcnow().isoformat(), "creator": creator(), "description": description,
-                  "project": project, "source": source}
+        if quota_applies and quota is not None:
+            room = quota - self.own.usage()
+        staged = self._stage(store, folder, store.read_cache(name), room, field)
+        header = {"created": utcnow().isoformat(), "creator": creator(), **fields}
         summary = store.commit(name, staged, header)
         store.save_cache(name, staged.cache)
         return self._version_json(store, summary)

@@ -556,11 +556,11 @@ class DatasetStore:
 
     @staticmethod
     def _locked(folder: Path):
-        return _Lock(folder)
+        return FolderLock(folder)
 
 
-class _Lock:
-    """An exclusive flock on a dataset's folder: one version numbered at a time."""
+class FolderLock:
+    """An exclusive flock on a folder (a dataset's, a registered model's): one version numbered at a time."""
 
     def __init__(self, folder: Path):
         self.folder = folder

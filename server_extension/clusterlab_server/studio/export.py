@@ -100,6 +100,7 @@ def write_detection(target: Path, images: Path, labels: dict[str, list[dict]], c
     """The YOLO layout in ``target``; returns the pictures and boxes per split."""
     from PIL import Image  # not at import: the server imports this module as it starts
 
+    target.mkdir(parents=True, exist_ok=True)
     (target / "classes.txt").write_text("".join(f"{name}\n" for name in classes))
     counts: dict[str, dict[str, int]] = {}
     for part, paths in sets.items():

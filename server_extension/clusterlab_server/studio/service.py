@@ -605,7 +605,7 @@ def model_card(record: dict) -> str:
         lines += [record["description"], ""]
     kind = (record.get("labelling") or {}).get("kind") or KIND_OF_TEMPLATE.get(record["template"], "")
     lines += [f"A {kind} model trained by ClusterLab's `{record['template']}` template "
-              f"(job `{record['job']}`{', trial ' + str(record['trial']) if record.get('trial') else ''}"
+              f"(job `{record['job']}`{', trial ' + str(record['trial']) if record.get('trial') is not None else ''}"
               f"{' of experiment `' + record['experiment'] + '`' if record.get('experiment') else ''}), "
               f"registered {record['created'][:10]} by {record.get('creator') or 'its owner'}.", ""]
     dataset, labelling = record.get("dataset"), record.get("labelling")

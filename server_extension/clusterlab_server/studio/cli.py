@@ -4,8 +4,8 @@
     clusterlab labelling open ID                  # starts Label Studio; prints the page to open
     clusterlab labelling export ID --dataset pets --val-fraction 0.2 --seed 0     # prints pets:1
     clusterlab studio train pets:1 -p epochs=5    # a grid experiment; prints its id
-    clusterlab studio validate JOB                # a trial's model on its dataset's val/ split
-    clusterlab model register pets_classifier --job JOB                           # prints pets_classifier:1
+    clusterlab studio validate --experiment EXP --wait    # its best trial's model on the val/ split
+    clusterlab model register pets_classifier --experiment EXP                    # prints pets_classifier:1
     clusterlab model publish pets_classifier 1 --repository file:///srv/git/pets.git
     clusterlab studio chains                      # each labelling's six steps and their states
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -135,13 +136,32 @@ def validation_line(validation: dict) -> str:
             f"{dataset['version']}  {score}  {report.get('path', '')}").rstrip()
 
 
+def chosen(args) -> dict:
+    """``job`` or ``experiment`` (its best trial), as the service takes them."""
+    return {"job": args.job} if args.job is not None else {"experiment": args.experiment}
+
+
 def cmd_studio_validate(service, args) -> int:
-    request: dict[str, Any] = {"job": args.job}
+    from ..cli import EXIT_JOB_FAILED, EXIT_OK, clean, print_json
+
+    request: dict[str, Any] = chosen(args)
     if args.dataset is not None:
         request["dataset"] = args.dataset
-    validation = studio_of(service).validate(request)
-    return _out(args, validation, validation["id"], f"validating with job {validation['inference_job']}; "
-                f"see: clusterlab studio validations")
+    studio = studio_of(service)
+    validation = studio.validate(request)
+    if not args.wait:
+        return _out(args, validation, validation["id"], f"validating job {validation['job']} with job "
+                    f"{validation['inference_job']}; see: clusterlab studio validations")
+    sys.stderr.write(f"clusterlab: validating job {validation['job']} with job {validation['inference_job']}...\n")
+    while validation["status"] == "running":
+        time.sleep(1)
+        service.refresh()
+        validation = studio.get_validation(validation["id"])
+    if args.json:
+        print_json(validation, sys.stdout)
+    else:
+        sys.stdout.write(clean(validation_line(validation)) + "\n")
+    return EXIT_OK if validation["status"] == "done" else EXIT_JOB_FAILED
 
 
 def cmd_studio_validations(service, args) -> int:
@@ -179,7 +199,7 @@ def version_line(version: dict) -> str:
 
 
 def cmd_model_register(service, args) -> int:
-    request: dict[str, Any] = {"name": args.name, "job": args.job}
+    request: dict[str, Any] = {"name": args.name, **chosen(args)}
     if args.validation is not None:
         request["validation"] = args.validation
     service.refresh()
@@ -217,6 +237,12 @@ def cmd_model_publish(service, args) -> int:
     published = version["published"]
     return _out(args, version, published["commit"], f"{version['model']} version {version['version']} pushed to "
                 f"{published['repository']} ({published['branch']}, tag {published['tag']})")
+
+
+def trial_choice(sub) -> None:
+    which = sub.add_mutually_exclusive_group(required=True)
+    which.add_argument("--job", help="a completed training job (a trial)")
+    which.add_argument("--experiment", metavar="ID", help="an experiment: its best trial")
 
 
 def add_commands(command_with_actions, param_option, json_option, key_spec) -> None:
@@ -272,8 +298,10 @@ def add_commands(command_with_actions, param_option, json_option, key_spec) -> N
     json_option(sub)
     sub = action("validate", "run a trial's model on a labelled version (default: its own val/); prints the id",
                  cmd_studio_validate)
-    sub.add_argument("job", metavar="JOB", help="a completed training job (a trial)")
+    trial_choice(sub)
     sub.add_argument("--dataset", metavar="NAME:VERSION", help="the labelled version (default: the trial's)")
+    sub.add_argument("--wait", action="store_true", help="wait for the report; print its score and path (exit 0 "
+                                                         "if it was written)")
     json_option(sub)
     for name, summary, handler in (("validations", "list validations with their scores and reports",
                                     cmd_studio_validations),
@@ -288,7 +316,7 @@ def add_commands(command_with_actions, param_option, json_option, key_spec) -> N
     sub = action("register", "register a trial's model as the next version of NAME; prints NAME:VERSION",
                  cmd_model_register)
     sub.add_argument("name", metavar="NAME", help="the model's name: letters, digits and underscores")
-    sub.add_argument("--job", required=True, help="a completed training job (a trial)")
+    trial_choice(sub)
     sub.add_argument("--validation", metavar="ID", help="its validation (default: its latest done one)")
     json_option(sub)
     sub = action("list", "every model version", cmd_model_list)

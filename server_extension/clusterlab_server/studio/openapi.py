@@ -65,10 +65,13 @@ STUDIO_EXPERIMENT_REQUEST = {
     },
 }
 
+EXPERIMENT_CHOICE = {"type": "string", "description": "instead of job: an experiment of yours, whose best trial"}
+
 VALIDATION_REQUEST = {
-    "type": "object", "required": ["job"],
+    "type": "object",
     "properties": {
         "job": {"type": "string", "description": "a completed training job (a trial) of yours"},
+        "experiment": EXPERIMENT_CHOICE,
         "dataset": {"type": "string", "description": "a labelled dataset version (default: the one it trained on; "
                                                      "its val/ split is used)"},
         "profile": {"type": "string"}, "hours": {"type": "number"},
@@ -90,9 +93,10 @@ VALIDATION = {
 }
 
 REGISTER_REQUEST = {
-    "type": "object", "required": ["name", "job"],
+    "type": "object", "required": ["name"],
     "properties": {
         "name": NAME, "job": {"type": "string", "description": "a completed training job (a trial) of yours"},
+        "experiment": EXPERIMENT_CHOICE,
         "validation": {"type": "string", "description": "its validation (default: its latest done one, if any)"},
         "description": {"type": "string", "maxLength": 2000},
     },

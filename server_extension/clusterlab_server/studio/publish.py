@@ -24,7 +24,8 @@ from pathlib import Path
 
 from ..service import JobError
 
-SCP_RULE = re.compile(r"^(?P<user>[A-Za-z0-9][A-Za-z0-9._-]*)@(?P<host>[A-Za-z0-9][A-Za-z0-9.-]*):(?P<path>[^/].*|/.+)$")
+SCP_RULE = re.compile(  # user@host:path, ssh's short form; neither part may start with "-" (an ssh option)
+    r"^(?P<user>[A-Za-z0-9][A-Za-z0-9._-]*)@(?P<host>[A-Za-z0-9][A-Za-z0-9.-]*):(?P<path>[^/].*|/.+)$")
 HOST_RULE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*(:[0-9]{1,5})?$")
 BRANCH_RULE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$")
 PUSH_TIMEOUT = 120

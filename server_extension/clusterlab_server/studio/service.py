@@ -40,8 +40,8 @@ LABELLING_FIELDS = {"name", "kind", "classes", "images", "project", "description
 EXPORT_FIELDS = {"dataset", "val_fraction", "seed", "description"}
 EXPERIMENT_FIELDS = {"dataset", "name", "project", "params", "search", "searcher", "max_trials",
                      "max_concurrent_trials", "profile", "hours", "early_stopping"}
-VALIDATION_FIELDS = {"job", "dataset", "profile", "hours"}
-REGISTER_FIELDS = {"name", "job", "validation", "description"}
+VALIDATION_FIELDS = {"job", "experiment", "dataset", "profile", "hours"}
+REGISTER_FIELDS = {"name", "job", "experiment", "validation", "description"}
 PUBLISH_FIELDS = {"repository", "branch"}
 MAX_DESCRIPTION = 2000
 
@@ -340,6 +340,20 @@ class StudioService:
             raise JobError(409, f"{field}: job {job.id} left no output/model.pt", field)
         return job
 
+    def _chosen_job(self, request: dict) -> Job:
+        """``job``, or the best trial of ``experiment`` (one of the two)."""
+        if ("job" in request) == ("experiment" in request):
+            raise JobError(400, "job: name a trial's job, or an experiment whose best trial to take", "job")
+        if "job" in request:
+            return self._trained_job(request["job"])
+        try:
+            best = self.experiments.get(request["experiment"])["best"]
+        except JobError as e:
+            raise JobError(e.status, f"experiment: {e.message}", "experiment") from None
+        if best is None:
+            raise JobError(409, f"experiment: {request['experiment']} has no completed trial yet", "experiment")
+        return self._trained_job(best["job_id"], "experiment")
+
     def trained_on(self, job: Job) -> dict | None:
         """``{"name", "version"}`` of the dataset version a training job read, when it read one."""
         ref = self.datasets.parse_ref(job.params.get("dataset"))
@@ -350,8 +364,8 @@ class StudioService:
 
     def validate(self, request: Any) -> dict:
         """Run the inference template matching the trial on a labelled dataset version; its report follows."""
-        request = check_fields(request, VALIDATION_FIELDS, "job, dataset")
-        job = self._trained_job(request.get("job"))
+        request = check_fields(request, VALIDATION_FIELDS, "job (or experiment), dataset")
+        job = self._chosen_job(request)
         dataset = request.get("dataset")
         if dataset is None:
             trained = self.trained_on(job)
@@ -435,9 +449,9 @@ class StudioService:
 
     def register(self, request: Any) -> dict:
         """A new version of model ``name`` from a trial's model (and its validation's report)."""
-        request = check_fields(request, REGISTER_FIELDS, "name, job")
+        request = check_fields(request, REGISTER_FIELDS, "name, job (or experiment)")
         name = check_name(request.get("name"))
-        job = self._trained_job(request.get("job"))
+        job = self._chosen_job(request)
         description = check_description(request.get("description"))
         validation = self._validation_of(job, request.get("validation"))
         dataset = self.trained_on(job)

@@ -8,10 +8,14 @@ BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 # pip's progress bars and spinners on a terminal; in a log (CI), one plain line per step
 PIP_INSTALL = $(BIN)/python -m pip install --progress-bar $$(test -t 1 && echo on || echo off)
+# Label Studio (labelling, docs/label-studio.md) in a virtual environment of its own: it pins its own
+# Django, DRF and friends, which are none of ours
+LS_VENV    ?= .venv-label-studio
+LS_VERSION := 1.23.2
 
 .PHONY: run upgrade-db test setup slurm slurm-cluster slurm-cluster-down clean
 
-setup: $(VENV)/.installed node_modules/.installed
+setup: $(VENV)/.installed node_modules/.installed $(LS_VENV)/.installed
 
 # Re-installs only when pyproject.toml or the lab extension changes (the Python
 # code is editable; the lab extension is built by the package build).
@@ -24,6 +28,15 @@ $(VENV)/.installed: pyproject.toml $(LABEXTENSION_SOURCES)
 	$(PIP_INSTALL) --quiet --upgrade pip
 	$(PIP_INSTALL) -e '.[test,ai]'
 	@echo "==> $(VENV) is ready"
+	touch $@
+
+$(LS_VENV)/.installed: Makefile
+	@echo "==> Installing Label Studio $(LS_VERSION) into $(LS_VENV): the labelling tool each user's JupyterLab opens..."
+	@echo "    (its own environment, as its pinned dependencies clash with ours; about a minute and a half)"
+	test -x $(LS_VENV)/bin/python || $(PYTHON) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/python -m pip install --progress-bar $$(test -t 1 && echo on || echo off) --quiet --upgrade pip
+	$(LS_VENV)/bin/python -m pip install --progress-bar $$(test -t 1 && echo on || echo off) 'label-studio==$(LS_VERSION)'
+	@echo "==> $(LS_VENV) is ready"
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -67,4 +80,4 @@ $(VENV)/.ansible: ansible/requirements.txt $(VENV)/.installed
 	touch $@
 
 clean:
-	rm -rf $(VENV) node_modules .clusterlab test-artifacts
+	rm -rf $(VENV) $(LS_VENV) node_modules .clusterlab test-artifacts

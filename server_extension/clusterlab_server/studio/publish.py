@@ -98,8 +98,7 @@ def push(url: str, branch: str | None, tag: str, files: dict[str, Path], message
     from dulwich.repo import Repo
 
     tag_ref = f"refs/tags/{tag}".encode()
-    with tempfile.TemporaryDirectory(prefix="clusterlab-publish-") as scratch:
-        repo = Repo.init_bare(scratch)
+    with tempfile.TemporaryDirectory(prefix="clusterlab-publish-") as scratch, Repo.init_bare(scratch) as repo:
         try:
             client, path = get_transport_and_path(url)
             fetched = client.fetch(path, repo)
@@ -128,8 +127,8 @@ def push(url: str, branch: str | None, tag: str, files: dict[str, Path], message
             repo.refs[branch_ref] = commit.id
             repo.refs[tag_ref] = commit.id
 
-            def update_refs(remote_refs):
-                return {**remote_refs, branch_ref: commit.id, tag_ref: commit.id}
+            def update_refs(remote_refs):  # only ours: HEAD among them, it would be set too (and refused)
+                return {branch_ref: commit.id, tag_ref: commit.id}
 
             result = client.send_pack(path, update_refs, repo.generate_pack_data)
         except JobError:

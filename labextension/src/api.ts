@@ -401,3 +401,140 @@ export async function requestAPI<T>(path: string, init: RequestInit = {}): Promi
 export function postJSON<T>(path: string, body: unknown): Promise<T> {
   return requestAPI<T>(path, { method: 'POST', body: JSON.stringify(body) });
 }
+
+// ----- the AI Studio (`studio/...`): labelling, export, train, validate, register, publish -----
+
+export type LabellingKind = 'classification' | 'detection';
+
+/** A labelling of images in Label Studio: what the chain of a project starts from. */
+export interface ILabelling {
+  id: string;
+  name: string;
+  project: string | null;
+  kind: LabellingKind;
+  classes: string[];
+  /** the folder or dataset version ("name:version") its images came from */
+  source: string;
+  images: number;
+  /** how many have labels (null: not known until Label Studio has been asked) */
+  labelled: number | null;
+  created: string;
+  /** the dataset versions its labels were exported to */
+  exports: { dataset: string; version: number }[];
+  /** once opened: Label Studio's page, a browser path through the user's server */
+  url: string | null;
+}
+
+/** `POST studio/labellings` */
+export interface ILabellingRequest {
+  name: string;
+  kind: LabellingKind;
+  classes: string[];
+  /** a folder in the workspace, or a dataset version "name:version" */
+  images: string;
+  project?: string;
+}
+
+/** `POST studio/labellings/{id}/export` */
+export interface IExportRequest {
+  dataset: string;
+  val_fraction: number;
+  seed: number;
+}
+
+export interface IDatasetRef {
+  name: string;
+  version: number;
+}
+
+export interface IValidationReport {
+  kind: LabellingKind;
+  accuracy?: number;
+  map50?: number;
+  /** per class: its figures (precision, recall, AP, …) */
+  classes: { [name: string]: any };
+  /** report.md: relative to the server's root when inside it */
+  path: string;
+}
+
+/** A trial's model run over a dataset version by an inference job, and what it scored. */
+export interface IValidation {
+  id: string;
+  job: string;
+  inference_job: string | null;
+  dataset: IDatasetRef;
+  status: 'running' | 'done' | 'failed';
+  error: string | null;
+  report: IValidationReport | null;
+}
+
+/** A version of a named model in the registry (1, 2, …), and where it was published. */
+export interface IModelVersion {
+  model: string;
+  version: number;
+  job: string;
+  template: string;
+  parameters: { [key: string]: any };
+  dataset: IDatasetRef;
+  validation: string | null;
+  metrics: { [name: string]: number };
+  created: string;
+  published: { repository: string; branch: string; commit: string; at: string } | null;
+}
+
+export interface IModel {
+  name: string;
+  versions: IModelVersion[];
+}
+
+export type StepName = 'label' | 'export' | 'train' | 'validate' | 'register' | 'publish';
+export const STEP_NAMES: StepName[] = ['label', 'export', 'train', 'validate', 'register', 'publish'];
+export type StepState = 'todo' | 'running' | 'done' | 'failed';
+
+/** What a step's ref names: the labelling, a dataset version, an experiment, a validation, a model version. */
+export interface IStepRef {
+  labelling?: string;
+  dataset?: string;
+  experiment?: string;
+  validation?: string;
+  model?: string;
+  version?: number;
+}
+
+export interface IStep {
+  step: StepName;
+  state: StepState;
+  /** one line in words: "40 of 60 images labelled", "shapes:3", "experiment 3f… 4 trials, best accuracy 0.93" */
+  detail: string;
+  ref: IStepRef | null;
+}
+
+/** A labelling and how far its chain has come, step by step. */
+export interface IChain {
+  labelling: ILabelling;
+  steps: IStep[];
+}
+
+function studioPath(...parts: (string | number)[]): string {
+  return ['studio', ...parts.map(part => encodeURIComponent(String(part)))].join('/');
+}
+
+export const studioAPI = {
+  createLabelling: (request: ILabellingRequest) => postJSON<ILabelling>('studio/labellings', request),
+  labelling: (id: string) => requestAPI<ILabelling>(studioPath('labellings', id)),
+  deleteLabelling: (id: string) => requestAPI<void>(studioPath('labellings', id), { method: 'DELETE' }),
+  /** starts the user's Label Studio when it is not running: 10–60 s the first time */
+  openLabelling: (id: string) => postJSON<ILabelling>(`${studioPath('labellings', id)}/open`, {}),
+  exportLabels: (id: string, request: IExportRequest) =>
+    postJSON<IDatasetVersion>(`${studioPath('labellings', id)}/export`, request),
+  /** a grid search of the training template that fits the dataset's kind */
+  train: (request: { dataset: string; name?: string; project?: string }) =>
+    postJSON<IExperiment>('studio/experiments', request),
+  validate: (request: { job: string; dataset: string }) => postJSON<IValidation>('studio/validations', request),
+  validation: (id: string) => requestAPI<IValidation>(studioPath('validations', id)),
+  models: () => requestAPI<{ models: IModel[] }>('studio/models'),
+  register: (request: { name: string; job: string; validation?: string }) =>
+    postJSON<IModelVersion>('studio/models', request),
+  publish: (model: string, version: number, request: { repository: string; branch?: string }) =>
+    postJSON<IModelVersion>(`${studioPath('models', model, version)}/publish`, request)
+};

@@ -77,3 +77,10 @@ export function iconFor(template: { icon?: string; category?: string } | undefin
   const prefix = Object.keys(BY_CATEGORY).find(p => (template?.category ?? '').startsWith(p));
   return prefix ? BY_CATEGORY[prefix] : scriptIcon;
 }
+
+/** three steps joined, as the AI Studio's stepper draws a chain from images to a published model */
+export const studioIcon = icon(
+  'studio',
+  '<path d="M4 11h16v2H4z"/><circle cx="4.5" cy="12" r="2.5"/><circle cx="12" cy="12" r="3"/>' +
+    '<circle cx="19.5" cy="12" r="2.5"/>'
+);

@@ -3,8 +3,10 @@
  * template), template forms (and their search mode), the Jobs sidebar with
  * live logs, metrics and TensorBoard, the Experiments sidebar and each
  * experiment's view, the Datasets sidebar ("Make a dataset from this folder" in
- * the file browser), project pages, and the GPU status-bar item. Everything
- * talks to the server extension's REST API (api.ts); each user action is a command.
+ * the file browser), project pages, the AI Studio page (a labelling's chain to
+ * a published model, with Label Studio in a panel), and the GPU status-bar
+ * item. Everything talks to the server extension's REST API (api.ts); each
+ * user action is a command.
  */
 import { ILabShell, ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { Dialog, ICommandPalette, InputDialog, MainAreaWidget, Notification, showDialog, showErrorMessage } from '@jupyterlab/apputils';
@@ -15,7 +17,7 @@ import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IStatusBar } from '@jupyterlab/statusbar';
 import { folderIcon } from '@jupyterlab/ui-components';
 
-import { IJob, ITemplate, postJSON, requestAPI, requestText } from './api';
+import { IJob, ILabelling, ITemplate, postJSON, requestAPI, requestText, studioAPI } from './api';
 import { makeDataset } from './datasetDialog';
 import { DatasetsModel } from './datasetsModel';
 import { DatasetsPanel } from './datasetsPanel';
@@ -24,13 +26,16 @@ import { ExperimentsModel } from './experimentsModel';
 import { ExperimentsPanel } from './experimentsPanel';
 import { ExperimentView } from './experimentView';
 import { GPUStatusItem } from './gpuStatus';
-import { datasetsIcon, iconFor, projectIcon } from './icons';
+import { datasetsIcon, iconFor, projectIcon, studioIcon } from './icons';
 import { CommandIDs, JobsPanel } from './jobsPanel';
 import { JobsModel } from './jobsModel';
+import { labellingPanel, labellingPanelId } from './labellingPanel';
 import { LogView } from './logView';
 import { PickerSource } from './pickers';
 import { ProjectsModel } from './projectsModel';
 import { ProjectView } from './projectView';
+import { StudioModel } from './studioModel';
+import { StudioCommandIDs, StudioView } from './studioPage';
 import { openTensorBoard } from './tensorboard';
 import { formOptions, TemplateFormWidget } from './templateForm';
 
@@ -72,6 +77,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     restorer?.add(datasetsPanel, datasetsPanel.id);
     let interval = 5; // seconds, the settings' refreshInterval: a project page asks at it too
     const projectViews = () => Array.from(shell.widgets('main')).filter((w): w is ProjectView => w instanceof ProjectView);
+    let studio: StudioView | null = null; // the AI Studio page, while it is open
 
     if (settingRegistry) {
       try {
@@ -83,6 +89,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
           experiments.interval = seconds;
           datasets.interval = seconds;
           projectViews().forEach(view => (view.interval = seconds));
+          if (studio) {
+            studio.context.model.interval = seconds;
+          }
         };
         apply();
         settings.changed.connect(apply);
@@ -489,6 +498,53 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
     });
 
+    // ----- the AI Studio, and a labelling's Label Studio panel -----------------------------
+    commands.addCommand(StudioCommandIDs.openStudio, {
+      label: 'Open AI Studio',
+      caption: 'Label images, export them to a dataset, train a grid, validate, register and publish a model',
+      icon: studioIcon,
+      execute: () => {
+        if (!studio) {
+          const view = new StudioView({
+            model: new StudioModel(interval),
+            projects,
+            commands,
+            // a report reads as Markdown does, with its pictures, not as its source
+            openFile: path => void docManager.openOrReveal(path, path.endsWith('.md') ? 'Markdown Preview' : undefined)
+          });
+          view.disposed.connect(() => {
+            view.context.model.dispose();
+            studio = null;
+          });
+          studio = view;
+          shell.add(view, 'main');
+        }
+        shell.activateById(studio.id);
+        void studio.context.model.refresh();
+      }
+    });
+
+    commands.addCommand(StudioCommandIDs.openLabelling, {
+      label: 'Open the labelling in Label Studio',
+      execute: async args => {
+        const id = args.id as string;
+        const existing = Array.from(shell.widgets('main')).find(w => w.id === labellingPanelId(id));
+        if (existing) {
+          shell.activateById(existing.id);
+          return;
+        }
+        try {
+          const labelling: ILabelling = studio?.context.model.byId(id)?.labelling ?? (await studioAPI.labelling(id));
+          const opened = studio ? studio.context.model.openLabelling(id) : studioAPI.openLabelling(id);
+          addToMain(labellingPanel(labelling, opened));
+          await opened;
+        } catch (error) {
+          void showErrorMessage('ClusterLab: cannot open the labelling', String((error as Error).message ?? error));
+        }
+      }
+    });
+
+    palette?.addItem({ command: StudioCommandIDs.openStudio, category: 'ClusterLab' });
     palette?.addItem({ command: CommandIDs.openJobs, category: 'ClusterLab' });
     palette?.addItem({ command: CommandIDs.openExperiments, category: 'ClusterLab' });
     palette?.addItem({ command: CommandIDs.openDatasets, category: 'ClusterLab' });
@@ -512,6 +568,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     } catch (error) {
       console.error('ClusterLab: the templates could not be loaded', error);
     }
+    // after the templates' tiles, which a launcher shows first
+    launcher?.add({ command: StudioCommandIDs.openStudio, category: CATEGORY, rank: 1000 });
   }
 };
 

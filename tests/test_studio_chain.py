@@ -194,6 +194,8 @@ def test_bad_input_is_refused_naming_the_field(local_server, classification_chai
     for fraction in (0, 1, 1.5, "half"):
         refused(s, "POST", f"labellings/{labelling}/export", {"dataset": "d", "val_fraction": fraction}, 400,
                 "val_fraction")
+    short = call(s, "POST", "labellings", 201, json=base)  # too short a name for a Label Studio title: opens
+    assert call(s, "POST", f"labellings/{short['id']}/open", 200, timeout=120)["url"]
     fresh = call(s, "POST", "labellings", 201, json={**base, "name": "never_labelled"})
     assert "label" in refused(s, "POST", f"labellings/{fresh['id']}/export", {"dataset": "d"}, 409, "labelling")
     refused(s, "POST", "models", {"name": "m", "job": "20250101-000000-abcdef"}, 404, "job")

@@ -135,9 +135,10 @@ def test_branches_are_checked():
 def test_a_push_builds_on_the_branch_and_tags_it(tmp_path):
     bare = tmp_path / "r.git"
     subprocess.run(["git", "init", "-q", "--bare", "-b", "trunk", str(bare)], check=True)
-    (tmp_path / "v" / "report").mkdir(parents=True)
+    (tmp_path / "v" / "report" / "samples").mkdir(parents=True)
     (tmp_path / "v" / "README.md").write_text("one\n")
     (tmp_path / "v" / "report" / "r.md").write_text("r\n")
+    (tmp_path / "v" / "report" / "samples" / "01.png").write_bytes(b"\x89PNG")
     files = {"README.md": tmp_path / "v" / "README.md", "report": tmp_path / "v" / "report"}
     first = push(f"file://{bare}", None, "m-v1", files, "m version 1\n", "A <a@clusterlab>")
     assert first["branch"] == "trunk"  # an empty repository's HEAD says where a clone looks
@@ -148,6 +149,10 @@ def test_a_push_builds_on_the_branch_and_tags_it(tmp_path):
     assert log[:2] == [f"{second['commit']} m version 2", f"{first['commit']} m version 1"]
     shown = subprocess.run(["git", "-C", str(bare), "show", "m-v1:README.md"], capture_output=True, text=True)
     assert shown.stdout == "one\n"
+    listed = subprocess.run(["git", "-C", str(bare), "ls-tree", "-r", "--name-only", "m-v2"], capture_output=True,
+                            text=True, check=True).stdout.split()
+    assert listed == ["README.md", "report/r.md", "report/samples/01.png"]
+    subprocess.run(["git", "-C", str(bare), "fsck", "--strict"], check=True, capture_output=True)  # well formed
     with pytest.raises(JobError) as e:
         push(f"file://{bare}", None, "m-v2", files, "again\n", "A <a@clusterlab>")
     assert e.value.status == 409 and e.value.field == "repository"

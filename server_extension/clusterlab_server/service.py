@@ -27,7 +27,6 @@ import shlex
 import shutil
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -150,9 +149,27 @@ class Settings:
         return cls(**values)
 
 
+def installed_packages() -> list[str]:
+    """``name==version`` of every package on ``sys.path``, from its ``.dist-info`` folder's name, which pip
+    writes as ``<name>-<version>.dist-info``: 0.5 ms where reading each package's METADATA (importlib.metadata)
+    took 0.1-0.7 s, paid by the first job a server submits (AI Studio's validation, in its benchmark)."""
+    found = set()
+    for entry in sys.path:
+        try:
+            names = os.listdir(entry or ".")
+        except OSError:
+            continue
+        for name in names:
+            if name.endswith((".dist-info", ".egg-info")):
+                package, _, version = name.rsplit(".", 1)[0].partition("-")
+                if package and version:
+                    found.add(f"{package.lower()}=={version}")
+    return sorted(found)
+
+
 def environment_record() -> dict:
     """What the job ran with: Python, platform, and a digest of the installed packages."""
-    packages = sorted(f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions() if d.metadata["Name"])
+    packages = installed_packages()
     return {
         "python": platform.python_version(),
         "executable": sys.executable,

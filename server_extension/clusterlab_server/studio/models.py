@@ -45,8 +45,10 @@ class ModelRegistry:
             return json.loads((self.folder(name, version) / "version.json").read_text())
         except FileNotFoundError:
             known = self.versions(name)
-            said = f" (its versions: {', '.join(map(str, known))})" if known else ""
-            raise JobError(404, f"no version {version} of model {name}{said}", "version") from None
+            if not known:
+                raise JobError(404, f"no model {name}", "model") from None
+            raise JobError(404, f"no version {version} of model {name} (its versions: {', '.join(map(str, known))})",
+                           "version") from None
 
     def model(self, name: Any) -> dict:
         name = check_name(name, "model")

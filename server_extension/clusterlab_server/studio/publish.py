@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import re
 import stat
-import tempfile
 import time
 import urllib.parse
 from pathlib import Path
@@ -88,56 +87,76 @@ def _tree_entries(files: dict[str, Path]) -> list[tuple[str, Path]]:
 def push(url: str, branch: str | None, tag: str, files: dict[str, Path], message: str, author: str) -> dict:
     """One commit of ``files`` on ``branch`` of ``url``, tagged ``tag``: ``{"commit", "tag", "branch"}``.
 
-    A refusal (unreachable, not a repository, the branch moved meanwhile, the tag taken) is a JobError
-    naming ``repository``; nothing was changed there then.
+    Nothing of the repository is fetched but its refs: the new commit names its parent by id, and the pack
+    sent holds only the new objects (a repository of many versions costs no more to publish to). Both refs
+    are updated at once (an atomic push) or neither. A refusal (unreachable, not a repository, the branch
+    moved meanwhile, the tag taken) is a JobError naming ``repository``; nothing was changed there then.
     """
     from dulwich.client import get_transport_and_path
     from dulwich.errors import GitProtocolError, HangupException, NotGitRepository
-    from dulwich.index import commit_tree
-    from dulwich.objects import Blob, Commit
-    from dulwich.repo import Repo
+    from dulwich.objects import Blob, Commit, Tree
+    from dulwich.pack import pack_objects_to_data
+    from dulwich.repo import MemoryRepo
 
     tag_ref = f"refs/tags/{tag}".encode()
-    with tempfile.TemporaryDirectory(prefix="clusterlab-publish-") as scratch, Repo.init_bare(scratch) as repo:
-        try:
-            client, path = get_transport_and_path(url)
-            fetched = client.fetch(path, repo)
-            if branch is None:  # where a clone checks out: an empty repository's HEAD names it too
-                head = (fetched.symrefs or {}).get(b"HEAD", b"")
-                branch = head[len(b"refs/heads/"):].decode() if head.startswith(b"refs/heads/") else "main"
-            branch_ref = f"refs/heads/{branch}".encode()
-            if tag_ref in fetched.refs:
-                raise JobError(409, f"repository: it has a tag {tag} already (published before?)", "repository")
-            parent = fetched.refs.get(branch_ref)
-            entries = []
-            for name, source in _tree_entries(files):
-                blob = Blob.from_string(source.read_bytes())
-                repo.object_store.add_object(blob)
-                mode = stat.S_IFREG | (0o755 if os.access(source, os.X_OK) and source.suffix == ".sh" else 0o644)
-                entries.append((name.encode(), blob.id, mode))
-            commit = Commit()
-            commit.tree = commit_tree(repo.object_store, entries)
-            commit.parents = [parent] if parent else []
-            commit.author = commit.committer = author.encode()
-            commit.author_time = commit.commit_time = int(time.time())
-            commit.author_timezone = commit.commit_timezone = 0
-            commit.encoding = b"UTF-8"
-            commit.message = message.encode()
-            repo.object_store.add_object(commit)
-            repo.refs[branch_ref] = commit.id
-            repo.refs[tag_ref] = commit.id
+    try:
+        client, path = get_transport_and_path(url)
+        # the refs, and where HEAD points (a plain ls-remote leaves that out of an empty repository)
+        found = client.fetch(path, MemoryRepo(), determine_wants=lambda refs, depth=None: [])
+        if branch is None:  # where a clone checks out
+            head = (found.symrefs or {}).get(b"HEAD", b"")
+            branch = head[len(b"refs/heads/"):].decode() if head.startswith(b"refs/heads/") else "main"
+        branch_ref = f"refs/heads/{branch}".encode()
+        if tag_ref in found.refs:
+            raise JobError(409, f"repository: it has a tag {tag} already (published before?)", "repository")
+        parent = found.refs.get(branch_ref)
+        new_objects: dict[bytes, object] = {}
+        trees: dict[str, Tree] = {"": Tree()}
+        for name, source in _tree_entries(files):
+            blob = Blob.from_string(source.read_bytes())
+            new_objects[blob.id] = blob
+            folder, _, leaf = name.rpartition("/")
+            _tree(trees, folder).add(leaf.encode(), stat.S_IFREG | 0o644, blob.id)
+        for folder in sorted(trees, key=lambda f: -f.count("/") if f else 1):  # the deepest first, the root last
+            if folder:
+                parent_folder, _, leaf = folder.rpartition("/")
+                _tree(trees, parent_folder).add(leaf.encode(), stat.S_IFDIR, trees[folder].id)
+        for tree in trees.values():
+            new_objects[tree.id] = tree
+        commit = Commit()
+        commit.tree = trees[""].id
+        commit.parents = [parent] if parent else []
+        commit.author = commit.committer = author.encode()
+        commit.author_time = commit.commit_time = int(time.time())
+        commit.author_timezone = commit.commit_timezone = 0
+        commit.encoding = b"UTF-8"
+        commit.message = message.encode()
+        new_objects[commit.id] = commit
 
-            def update_refs(remote_refs):  # only ours: HEAD among them, it would be set too (and refused)
-                return {branch_ref: commit.id, tag_ref: commit.id}
+        def update_refs(remote_refs):  # only ours: HEAD among them, it would be set too (and refused)
+            return {branch_ref: commit.id, tag_ref: commit.id}
 
-            result = client.send_pack(path, update_refs, repo.generate_pack_data)
-        except JobError:
-            raise
-        except (GitProtocolError, HangupException, NotGitRepository, OSError, ValueError, KeyError) as e:
-            raise JobError(502, f"repository: the push to {url} failed: {e or type(e).__name__}",
-                           "repository") from None
-        refused = {ref.decode(): why for ref, why in (result.ref_status or {}).items() if why}
-        if refused:
-            said = "; ".join(f"{ref}: {why}" for ref, why in refused.items())
-            raise JobError(502, f"repository: {url} refused the push ({said})", "repository")
+        def pack_data(have, want, ofs_delta=False, progress=None):
+            return pack_objects_to_data([o for sha, o in new_objects.items() if sha not in have])
+
+        result = client.send_pack(path, update_refs, pack_data, atomic=True)
+    except JobError:
+        raise
+    except (GitProtocolError, HangupException, NotGitRepository, OSError, ValueError, KeyError) as e:
+        raise JobError(502, f"repository: the push to {url} failed: {e or type(e).__name__}", "repository") from None
+    refused = {ref.decode(): why for ref, why in (result.ref_status or {}).items() if why}
+    if refused:
+        said = "; ".join(f"{ref}: {why}" for ref, why in refused.items())
+        raise JobError(502, f"repository: {url} refused the push ({said})", "repository")
     return {"commit": commit.id.decode(), "tag": tag, "branch": branch}
+
+
+def _tree(trees: dict, folder: str):
+    """The tree of ``folder`` (``a/b``), made with its parents when first asked for."""
+    from dulwich.objects import Tree
+
+    if folder not in trees:
+        trees[folder] = Tree()
+        if folder:
+            _tree(trees, folder.rpartition("/")[0])
+    return trees[folder]

@@ -174,8 +174,9 @@ class StudioService:
         studio = self.label_studio
         try:
             studio.ensure_running()
+            title = record["name"] if len(record["name"]) >= 3 else f"{record['name']} pictures"  # 3 at least
             project = studio.ensure_project({
-                "id": record["id"], "name": record["name"], "kind": record["kind"], "classes": record["classes"],
+                "id": record["id"], "name": title, "kind": record["kind"], "classes": record["classes"],
                 "images": [f"{record['id']}/images/{p}" for p in record["pictures"]]})
         except (OSError, RuntimeError, ValueError, LabelStudioError) as e:
             raise JobError(502, f"labelling: Label Studio did not start: {e}", "labelling") from None

@@ -12,10 +12,13 @@ PIP_INSTALL = $(BIN)/python -m pip install --progress-bar $$(test -t 1 && echo o
 # Django, DRF and friends, which are none of ours
 LS_VENV    ?= .venv-label-studio
 LS_VERSION := 1.23.2
+# its database, migrated and empty: a user's first start copies it rather than migrating (seconds, not a minute)
+LS_LAUNCH   := server_extension/clusterlab_server/studio/label_studio_launch.py
+LS_TEMPLATE := $(LS_VENV)/clusterlab-template.sqlite3
 
 .PHONY: run upgrade-db test setup slurm slurm-cluster slurm-cluster-down clean
 
-setup: $(VENV)/.installed node_modules/.installed $(LS_VENV)/.installed
+setup: $(VENV)/.installed node_modules/.installed $(LS_VENV)/.installed $(LS_TEMPLATE)
 
 # Re-installs only when pyproject.toml or the lab extension changes (the Python
 # code is editable; the lab extension is built by the package build).
@@ -38,6 +41,12 @@ $(LS_VENV)/.installed: Makefile
 	$(LS_VENV)/bin/python -m pip install --progress-bar $$(test -t 1 && echo on || echo off) 'label-studio==$(LS_VERSION)'
 	@echo "==> $(LS_VENV) is ready"
 	touch $@
+
+# migrated in a scratch home that is then removed: no user, token or secret key in it (docs/label-studio.md)
+$(LS_TEMPLATE): $(LS_VENV)/.installed $(LS_LAUNCH)
+	@echo "==> Migrating an empty Label Studio database once, for every user's first start (half a minute)..."
+	$(LS_VENV)/bin/python $(LS_LAUNCH) --template $@ > $@.log 2>&1 || { cat $@.log; exit 1; }
+	@grep '^ClusterLab' $@.log
 
 node_modules/.installed: package.json package-lock.json
 	@echo "==> Installing Node tools into node_modules: configurable-http-proxy (the hub's proxy), axe-core (browser tests)..."

@@ -1,5 +1,5 @@
-"""What the Label Studio tests share: its virtual environment (or a skip that says how to get it), small
-pictures to label, and labelling through Label Studio's own REST API as the browser's clicks do.
+"""What the Label Studio tests share: its virtual environment and template database (or a skip that says how
+to get them), small pictures to label, and labelling through Label Studio's own REST API as the browser's clicks do.
 """
 
 from __future__ import annotations
@@ -23,6 +23,20 @@ def need_label_studio() -> None:
     """Skip (fail under CI) without the Label Studio virtual environment."""
     if not PYTHON.exists():
         message = f"Label Studio's virtual environment is missing ({PYTHON}): make setup"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+# made by make setup beside Label Studio's virtual environment (label_studio_launch.TEMPLATE, from its python)
+TEMPLATE = PYTHON.parents[1] / "clusterlab-template.sqlite3"
+
+
+def need_template() -> None:
+    """Skip (fail under CI) without the template database that a first start copies."""
+    need_label_studio()
+    if not TEMPLATE.exists():
+        message = f"Label Studio's template database is missing ({TEMPLATE}): make setup"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)

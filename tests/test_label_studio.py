@@ -1,14 +1,17 @@
 """Label Studio per user: the real Label Studio (its own virtual environment), started by LabelStudio, labelled
 through its REST API as the browser's clicks do, and its page through a real ``jupyter server``'s proxy.
 
-One Label Studio serves the whole module (its first start runs its database migrations: about 40-50 s);
-the last tests restart it (a few seconds) with a short idle timeout and on another port.
+One Label Studio serves the whole module: its first start copies the template database that ``make setup``
+made (about 3 s; without one it runs its migrations, 30-70 s). The last tests restart it (a few seconds)
+with a short idle timeout and on another port.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import socket
+import sqlite3
 import stat
 import time
 from pathlib import Path
@@ -18,9 +21,10 @@ import pytest
 import requests
 from browser_helpers import chromium, new_page  # noqa: F401 (a fixture)
 from jupyter_server_process import JupyterServer
-from label_studio_helpers import ConnectionRecorder, annotate, make_images, need_label_studio
+from label_studio_helpers import TEMPLATE, ConnectionRecorder, annotate, make_images, need_label_studio, need_template
 
 from clusterlab_server.studio.label_studio import LabelStudio, LabelStudioError, label_config, pixel_box
+from clusterlab_server.studio.label_studio_launch import TEMPLATE_ROWS, seed_database, template_refusal
 
 TIMINGS: dict[str, float] = {}
 
@@ -47,7 +51,7 @@ def studio(root, outside):
     with outside.watching():
         ls.ensure_running()
     TIMINGS["first start"] = time.monotonic() - started
-    print(f"\nLabel Studio's first start (with its migrations): {TIMINGS['first start']:.1f} s")
+    print(f"\nLabel Studio's first start: {TIMINGS['first start']:.1f} s")
     yield ls
     ls.stop()
 
@@ -90,6 +94,28 @@ def test_a_labelling_is_checked(tmp_path):
             ls.ensure_project({**good, **bad})
 
 
+def test_a_first_start_copies_the_template_only_when_it_fits(tmp_path):
+    """Without a template of this Label Studio version Label Studio migrates (the launcher's decision)."""
+    template, database = tmp_path / "template.sqlite3", tmp_path / "home" / "data" / "label_studio.sqlite3"
+    assert "no template" in template_refusal(template, "1.23.2")
+    template.write_bytes(b"migrated")
+    assert "no template.sqlite3.version" in template_refusal(template, "1.23.2")
+    (tmp_path / "template.sqlite3.version").write_text("1.22.0\n")
+    assert "1.22.0" in template_refusal(template, "1.23.2")
+    assert not seed_database(database, template, "1.23.2") and not database.parent.exists()
+    (tmp_path / "template.sqlite3.version").write_text("1.23.2\n")
+    assert template_refusal(template, "1.23.2") is None
+    old = os.umask(0)
+    try:
+        assert seed_database(database, template, "1.23.2")
+    finally:
+        os.umask(old)
+    assert database.read_bytes() == b"migrated" and stat.S_IMODE(database.stat().st_mode) == 0o600
+    assert not database.with_name("label_studio.sqlite3.part").exists()
+    database.write_bytes(b"the user's own")
+    assert not seed_database(database, template, "1.23.2") and database.read_bytes() == b"the user's own"
+
+
 # ----- the real Label Studio ---------------------------------------------------------------------------------
 
 
@@ -103,6 +129,25 @@ def test_its_state_is_private_and_its_secrets_are_not_on_its_command_line(studio
     assert all(state["token"] not in v and state["prefix"] not in v for v in process.environ().values())
     database = studio.home / "data" / "label_studio.sqlite3"
     assert stat.S_IMODE(database.stat().st_mode) & 0o077 == 0
+
+
+def test_its_first_start_got_a_private_copy_of_the_template_which_holds_no_one(studio):
+    need_template()
+    assert f"its database copied from {TEMPLATE}" in studio.log_path.read_text()
+    database = studio.home / "data" / "label_studio.sqlite3"
+    own, shared = database.lstat(), TEMPLATE.stat()
+    assert stat.S_ISREG(own.st_mode) and own.st_nlink == 1 and own.st_ino != shared.st_ino  # a copy, not a link
+    assert own.st_uid == os.getuid() and stat.S_IMODE(own.st_mode) == 0o600
+    assert studio.ensure_project(classification(studio, "from-template", count=1))
+    assert stat.S_IMODE(shared.st_mode) == 0o444
+    assert TEMPLATE.with_name(TEMPLATE.name + ".version").read_text().strip() == "1.23.2"
+    template = sqlite3.connect(f"file:{TEMPLATE}?mode=ro", uri=True)
+    try:
+        tables = [t for (t,) in template.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        filled = {t for t in tables if template.execute(f'SELECT 1 FROM "{t}" LIMIT 1').fetchone()}
+    finally:
+        template.close()
+    assert filled <= TEMPLATE_ROWS and "django_migrations" in filled  # migrated; no user, token, project
 
 
 def test_classification(studio):

@@ -2,7 +2,8 @@
 
 Label Studio runs in a virtual environment of its own (``.venv-label-studio``, made by ``make setup``):
 its pinned Django, DRF and friends are not ours. This module imports nothing of it; it starts
-:mod:`.label_studio_launch` with that environment's python and talks HTTP to it.
+:mod:`.label_studio_launch` with that environment's python and talks HTTP to it. A first start copies the
+migrated, empty database that ``make setup`` left beside that environment (seconds, not its migrations).
 
 Only the owner reaches it, as with TensorBoard (:mod:`..tensorboard`): it listens on 127.0.0.1 and
 serves everything under a random secret path prefix that only the owner's API answers give out; the

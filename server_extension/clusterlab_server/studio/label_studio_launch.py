@@ -18,6 +18,9 @@ nothing of ClusterLab: Label Studio's pinned dependencies (Django, DRF, ...) are
 - Every request counts as use; after ``idle_timeout`` seconds without one the process exits by itself.
 - Offline: no Sentry (backend or page), no analytics (``tele.labelstud.io``), no PyPI version check; the
   page's assets are Label Studio's own files, served by it.
+- A first start (no database yet) copies a template database, migrated and empty, made once by
+  ``make setup`` (``python label_studio_launch.py --template PATH``), instead of running Label Studio's
+  migrations (3 s, as a later start, not half a minute or more); without one of this version it migrates.
 """
 
 from __future__ import annotations
@@ -25,8 +28,11 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import shutil
 import socketserver
+import sqlite3
 import sys
+import tempfile
 import threading
 import time
 from urllib.parse import unquote
@@ -75,6 +81,13 @@ class AutoLogin:
 
 
 CONFIG: dict = {}
+
+# beside this python's virtual environment (.venv-label-studio), made by make setup; its Label Studio version
+# in clusterlab-template.sqlite3.version beside it
+TEMPLATE = pathlib.Path(sys.prefix) / "clusterlab-template.sqlite3"
+# the tables Label Studio's migrations fill: what Django and its apps know of themselves, nobody's data
+TEMPLATE_ROWS = {"django_migrations", "django_content_type", "auth_permission", "core_asyncmigrationstatus",
+                 "sqlite_sequence"}
 
 
 def under_mount(app, mount: str):
@@ -136,12 +149,17 @@ def fonts_under_mount(css: bytes, mount: str) -> bytes:
 REWRITTEN = {"text/html": page_at_origin, "text/css": fonts_under_mount}
 
 
+def database(home: pathlib.Path) -> pathlib.Path:
+    """Label Studio's SQLite database in a user's Label Studio ``home``."""
+    return home / "data" / "label_studio.sqlite3"
+
+
 def _setup(config: dict) -> None:
     home = pathlib.Path(config["home"])
     os.environ.update(OFFLINE_ENV)
     os.environ.update({
         "LABEL_STUDIO_BASE_DATA_DIR": str(home / "data"),
-        "DATABASE_NAME": str(home / "data" / "label_studio.sqlite3"),
+        "DATABASE_NAME": str(database(home)),
         "LOCAL_FILES_DOCUMENT_ROOT": str(config["document_root"]),
         "DJANGO_SETTINGS_MODULE": "label_studio.core.settings.label_studio",
     })
@@ -164,6 +182,82 @@ def _setup(config: dict) -> None:
     middleware.insert(middleware.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1,
                       f"{__name__}.AutoLogin")
     settings.MIDDLEWARE = middleware
+
+
+def _version_path(template: pathlib.Path) -> pathlib.Path:
+    return template.with_name(template.name + ".version")
+
+
+def template_refusal(template: pathlib.Path, version: str) -> str | None:
+    """Why ``template`` cannot be a first start's database under Label Studio ``version``; None: it can."""
+    if not template.is_file():
+        return f"no template {template}"
+    try:
+        made_by = _version_path(template).read_text().strip()
+    except OSError:
+        return f"no {_version_path(template).name} beside the template"
+    if made_by != version:
+        return f"the template is Label Studio {made_by}'s, this is {version}"
+    return None
+
+
+def seed_database(database: pathlib.Path, template: pathlib.Path, version: str) -> bool:
+    """A first start's database: a copy of the template (the user's own file, 0600), unless there is one
+    already or the template does not fit (:func:`template_refusal`: then Label Studio migrates)."""
+    if database.exists():
+        return False
+    why = template_refusal(template, version)
+    if why is not None:
+        print(f"ClusterLab: a first start, migrating Label Studio's database ({why})", file=sys.stderr, flush=True)
+        return False
+    database.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    part = database.with_name(database.name + ".part")  # a whole copy or none, should this process die
+    with open(template, "rb") as source, open(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+        os.fchmod(f.fileno(), 0o600)
+        shutil.copyfileobj(source, f)
+    os.replace(part, database)
+    print(f"ClusterLab: a first start, its database copied from {template}", file=sys.stderr, flush=True)
+    return True
+
+
+def make_template(template: pathlib.Path) -> None:
+    """Label Studio's database, migrated and empty, to ``template`` (0444) and its version beside it.
+
+    Migrated in a scratch home, which is removed with its secret key; it refuses a database with rows in any
+    table but :data:`TEMPLATE_ROWS` (a user, a token, an organization, a session) or holding that key.
+    """
+    import importlib.metadata
+
+    os.umask(0o022)
+    with tempfile.TemporaryDirectory(prefix="clusterlab-template-") as home:
+        _setup({"home": home, "document_root": home, "mount": "/", "port": 0})
+        from django.conf import settings
+        from django.db import connection
+        from label_studio.server import _apply_database_migrations
+
+        _apply_database_migrations()
+        connection.close()
+        migrated = sqlite3.connect(database(pathlib.Path(home)))
+        part = template.with_name(template.name + ".part")
+        part.unlink(missing_ok=True)
+        copy = sqlite3.connect(part)
+        with migrated, copy:
+            migrated.backup(copy)
+        copy.execute("VACUUM")
+        tables = [t for (t,) in copy.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        filled = sorted(t for t in tables if copy.execute(f'SELECT 1 FROM "{t}" LIMIT 1').fetchone())
+        copy.close()
+        migrated.close()
+        wrong = [f"rows in {t}" for t in filled if t not in TEMPLATE_ROWS]
+        if settings.SECRET_KEY.encode() in part.read_bytes():
+            wrong.append("its secret key")
+        if wrong:
+            part.unlink()
+            sys.exit(f"ClusterLab: no template: a database shared by all users must not hold {', '.join(wrong)}")
+    os.chmod(part, 0o444)
+    os.replace(part, template)
+    _version_path(template).write_text(importlib.metadata.version("label-studio") + "\n")
+    print(f"ClusterLab: Label Studio's migrated, empty database in {template} (rows in {', '.join(filled)})")
 
 
 def _migrate_and_init(config: dict) -> None:
@@ -222,10 +316,15 @@ def _stop_when_idle(server, idle_timeout: float) -> None:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--template"]:
+        return make_template(pathlib.Path(sys.argv[2]).resolve() if sys.argv[2:] else TEMPLATE)
     config = json.loads(sys.stdin.readline())
     sys.stdin.close()
     CONFIG.update(config)
     os.umask(0o077)  # its database, media and secret key: the user's only
+    import importlib.metadata
+
+    seed_database(database(pathlib.Path(config["home"])), TEMPLATE, importlib.metadata.version("label-studio"))
     _setup(config)
     _migrate_and_init(config)
 

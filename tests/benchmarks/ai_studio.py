@@ -1,6 +1,7 @@
 """AI Studio's own steps against the training they wrap, measured in one run on the demo data.
 
-The demo shapes (``clusterlab demo-data``'s, without their class folders) are frozen as a labelling and
+The demo shapes (all of ``clusterlab demo-data``'s 240: 80 of each class, 64 px, without their class
+folders) are frozen as a labelling and
 labelled in a real Label Studio through its API (the user's clicks: not timed), then the chain runs as
 the REST API runs it, through :class:`StudioService` on the local backend:
 
@@ -8,10 +9,12 @@ the REST API runs it, through :class:`StudioService` on the local backend:
   export, the split, the layout, the dataset version), starting the grid, starting the validation,
   registration (the model and report frozen in the registry) and publishing (the model card and a push to
   a local bare repository);
-- the training it wraps: the grid experiment's wall time, from its start to its last trial's end; the
-  validation's inference job beside it, for scale.
+- the training it wraps, two ways: the trials' span (the first trial's start to the last one's end, both
+  running at once on this machine's cores), and the experiment's wall time as its user waits for it
+  (from "Train a grid" to the experiment's end: its controller job and the trials' launches included).
+  The validation's inference job is printed beside them, for scale.
 
-Goal: the chain's steps add <= 5 % to the training's wall time. Label Studio's first start (its database
+Goal: the chain's steps add <= 5 % to the training's wall time; the ratio is printed against both. Label Studio's first start (its database
 migrated) is printed apart: it happens once per user, not once per chain.
 
     .venv/bin/python tests/benchmarks/ai_studio.py [--per-class 60] [--epochs 10] [--dir /tmp]
@@ -56,7 +59,8 @@ def wait(jobs: JobService, check, what: str, timeout: float = 3600) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--per-class", type=int, default=60, help="pictures of each of the 3 shapes (default: 60)")
+    parser.add_argument("--per-class", type=int, default=80, help="pictures of each of the 3 shapes (default: 80, "
+                                                                  "as many as the demo data has)")
     parser.add_argument("--epochs", type=int, default=10, help="each trial's epochs (default: the template's 10)")
     parser.add_argument("--dir", type=Path, default=None, help="where to work (default: a temp folder)")
     args = parser.parse_args()
@@ -80,11 +84,13 @@ def main() -> int:
             annotate(studio.label_studio, opened["label_studio_project"],
                      {prefix + path: label for path, label in truth.items()})
             version = timed(steps, "export", studio.export, labelling["id"], {"dataset": "shapes"})
+            asked = time.monotonic()
             experiment = timed(steps, "start the grid", studio.start_experiment, {
                 "dataset": f"shapes:{version['version']}", "params": {"epochs": args.epochs, "num_workers": 0},
                 "search": {"learning_rate": [0.001, 0.003]}})
             ended = wait(jobs, lambda: (e if (e := experiments.get(experiment["id"]))["status"] != "running"
                                         else None), "the experiment")
+            waited = time.monotonic() - asked
             trials = [jobs.get(t["job_id"]) for t in ended["trials"]]
             training = (max(j.end_time for j in trials) - min(j.start_time for j in trials)).total_seconds()
             best = ended["best"]["job_id"]
@@ -105,10 +111,11 @@ def main() -> int:
         for name, seconds in steps.items():
             print(f"  {name:<22} {seconds * 1000:8.1f} ms")
         print(f"  the chain's own steps  {own:8.3f} s")
-        print(f"  training (the grid)    {training:8.1f} s   (validation's inference job: {inferring:.1f} s, "
-              f"{validated['report']['accuracy']:.3f} accuracy)")
-        ratio = own / training
-        print(f"chain / training = {ratio:.4f}  (goal <= 0.05: {'met' if ratio <= 0.05 else 'NOT met'})")
+        print(f"  training: the trials' span {training:6.1f} s, the experiment as waited for {waited:6.1f} s")
+        print(f"  (the validation's inference job: {inferring:.1f} s; accuracy {validated['report']['accuracy']:.3f})")
+        for what, seconds in (("the trials' span", training), ("the experiment's wall time", waited)):
+            ratio = own / seconds
+            print(f"chain / {what} = {ratio:.4f}  (goal <= 0.05: {'met' if ratio <= 0.05 else 'NOT met'})")
     return 0
 
 

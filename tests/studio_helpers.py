@@ -1,10 +1,9 @@
-"""What the AI Studio tests share: unlabelled pictures with the truth kept aside (for the clicks), the
-user's Label Studio as the test reaches it, and waiting for a chain's steps over the REST API."""
+"""What the AI Studio tests share: unlabelled pictures with the truth kept aside (for the clicks), and the
+user's Label Studio as the test reaches it."""
 
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 from clusterlab_server.demo_data import CLASSES, shapes, shapes_detection
@@ -51,13 +50,3 @@ def label_studio_of(jobs_root: Path) -> LabelStudio:
     studio = jobs_root / "studio"
     return LabelStudio(studio / "label-studio", studio / "labellings")
 
-
-def wait_for(check, timeout: float, what: str, interval: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)

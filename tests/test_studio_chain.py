@@ -18,7 +18,8 @@ import pytest
 import requests
 from jupyter_server_process import JupyterServer
 from label_studio_helpers import annotate, need_label_studio
-from studio_helpers import label_studio_of, unlabelled_detection, unlabelled_shapes, wait_for
+from experiment_helpers import wait_for
+from studio_helpers import label_studio_of, unlabelled_detection, unlabelled_shapes
 
 TRIAL_PARAMS = {
     "classification": {"epochs": 2, "image_size": 32, "batch_size": 16, "model_size": "small", "num_workers": 0},
@@ -57,7 +58,7 @@ def wait_experiment(server: JupyterServer, experiment_id: str, timeout: float) -
         experiment = server.call("GET", f"experiments/{experiment_id}").json()
         return experiment if experiment["status"] != "running" else None
 
-    experiment = wait_for(ended, timeout, f"experiment {experiment_id}", interval=2)
+    experiment = wait_for(f"experiment {experiment_id}", ended, timeout, interval=2)
     assert experiment["status"] == "completed", json.dumps(experiment)[:2000]
     return experiment
 
@@ -106,7 +107,7 @@ def run_chain(server: JupyterServer, kind: str, truth: dict, images: str, classe
         found = call(server, "GET", f"validations/{validation['id']}", 200)
         return found if found["status"] != "running" else None
 
-    validation = wait_for(done, timeout, "the validation", interval=2)
+    validation = wait_for("the validation", done, timeout, interval=2)
     assert validation["status"] == "done", validation
     report = validation["report"]
     report_md = Path(report["folder"]) / "report.md"

@@ -13,6 +13,7 @@ import * as React from 'react';
 import { APIError, IDatasetVersion } from './api';
 import { DatasetsModel } from './datasetsModel';
 import { datasetNameFor } from './format';
+import { SendingDialog } from './formDialog';
 import { ProjectInput } from './projectFilter';
 import { DEFAULT_PROJECT, ProjectsModel } from './projectsModel';
 import { NAME_RULE, NAME_RULE_TEXT } from './templateForm';
@@ -171,34 +172,15 @@ export class DatasetForm extends ReactWidget {
   }
 }
 
-/** A Dialog whose accept button sends the form, and closes only once the version is made. */
-class DatasetDialog extends Dialog<IDatasetVersion | null> {
-  constructor(private form: DatasetForm) {
-    super({
-      title: 'Make a dataset from this folder',
-      body: form,
-      buttons: [Dialog.cancelButton(), Dialog.okButton({ label: 'Make the dataset' })],
-      focusNodeSelector: '#clusterlab-dataset-name'
-    });
-    this.addClass('jp-clusterlab-dataset-dialog');
-  }
-
-  resolve(index?: number): void {
-    if (index === 0) {
-      super.resolve(0);
-      return;
-    }
-    if (this.form.busy) {
-      return;
-    }
-    void this.form.submit().then(made => made && super.resolve(1));
-  }
-}
-
 /** Ask, make it, and give the new version (null when the user cancelled). */
 export async function makeDataset(folder: string, datasets: DatasetsModel, projects: ProjectsModel): Promise<IDatasetVersion | null> {
   void projects.refresh();
-  const dialog = new DatasetDialog(new DatasetForm(folder, datasets, projects));
+  const dialog = new SendingDialog<IDatasetVersion | null>(new DatasetForm(folder, datasets, projects), {
+    title: 'Make a dataset from this folder',
+    buttons: [Dialog.cancelButton(), Dialog.okButton({ label: 'Make the dataset' })],
+    focusNodeSelector: '#clusterlab-dataset-name'
+  });
+  dialog.addClass('jp-clusterlab-dataset-dialog');
   const result = await dialog.launch();
   return result.button.accept ? result.value : null;
 }

@@ -11,6 +11,7 @@ import { ReactWidget } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
 import { APIError } from './api';
+import { SendingDialog } from './formDialog';
 import { ProjectInput } from './projectFilter';
 
 export interface IChoice {
@@ -177,40 +178,16 @@ export class StudioForm<T> extends ReactWidget {
   }
 }
 
-/** A Dialog whose accept button sends the form, and closes only once the server said yes. */
-class StudioDialog<T> extends Dialog<T | null> {
-  constructor(
-    private form: StudioForm<T>,
-    title: string,
-    accept: string,
-    focus: string
-  ) {
-    super({
-      title,
-      body: form,
-      buttons: [Dialog.cancelButton(), Dialog.okButton({ label: accept })],
-      focusNodeSelector: `#${focus}`
-    });
-    this.addClass('jp-clusterlab-dataset-dialog');
-    this.addClass('jp-clusterlab-studio-dialog');
-  }
-
-  resolve(index?: number): void {
-    if (index === 0) {
-      super.resolve(0);
-      return;
-    }
-    if (this.form.busy) {
-      return;
-    }
-    void this.form.submit().then(sent => sent && super.resolve(1));
-  }
-}
-
 /** Ask, send, and give what the server answered (null when the user cancelled). */
 export async function askAndSend<T>(title: string, accept: string, options: IFormOptions<T>): Promise<T | null> {
   const form = new StudioForm(options);
-  const dialog = new StudioDialog(form, title, accept, form.idOf(options.fields[0]?.name ?? ''));
+  const dialog = new SendingDialog<T | null>(form, {
+    title,
+    buttons: [Dialog.cancelButton(), Dialog.okButton({ label: accept })],
+    focusNodeSelector: `#${form.idOf(options.fields[0]?.name ?? '')}`
+  });
+  dialog.addClass('jp-clusterlab-dataset-dialog');
+  dialog.addClass('jp-clusterlab-studio-dialog');
   dialog.node.dataset.form = options.form;
   const result = await dialog.launch();
   return result.button.accept ? result.value : null;

@@ -91,6 +91,13 @@ class ClusterLabHandler(APIHandler):
             raise JobError(400, f"{name} is too large", name)
         return number
 
+    @staticmethod
+    def version_number(version: str) -> int:
+        """A version in the URL (a dataset's, a model's): 1, 2, 3...; anything else is a 400 naming it."""
+        if not VERSION_RULE.match(version) or int(version) < 1:
+            raise JobError(400, "version must be a whole number from 1 up", "version")
+        return int(version)
+
     async def fresh(self) -> None:
         """Statuses no older than the poll interval, even between the poller's rounds."""
         await asyncio.to_thread(self.service.refresh_if_older, self.settings["clusterlab_poll_interval"])
@@ -326,12 +333,6 @@ class DatasetsBase(ClusterLabHandler):
     def dataset_name(name: str) -> str:
         return check_name(name, "name")
 
-    @staticmethod
-    def version_number(version: str) -> int:
-        """A version in the URL: 1, 2, 3...; anything else is a 400 naming it."""
-        if not VERSION_RULE.match(version) or int(version) < 1:
-            raise JobError(400, "version must be a whole number from 1 up", "version")
-        return int(version)
 
 
 class DatasetsHandler(DatasetsBase):

@@ -10,8 +10,7 @@ import asyncio
 
 from tornado import web
 
-from ..handlers import VERSION_RULE, ClusterLabHandler, json_errors
-from ..service import JobError
+from ..handlers import ClusterLabHandler, json_errors
 from .service import StudioService
 
 
@@ -22,12 +21,6 @@ class StudioHandler(ClusterLabHandler):
 
     async def run(self, method, *args, status: int = 200):
         self.reply(await asyncio.to_thread(method, *args), status)
-
-    @staticmethod
-    def version_number(version: str) -> int:
-        if not VERSION_RULE.match(version) or int(version) < 1:
-            raise JobError(400, "version must be a whole number from 1 up", "version")
-        return int(version)
 
 
 class LabellingsHandler(StudioHandler):

@@ -9,6 +9,7 @@ A test module takes the fixture by importing it: ``from browser_helpers import c
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -139,3 +140,9 @@ def refresh_every_second(server) -> None:
     settings = f"{server.url}/lab/api/settings/@clusterlab/labextension:plugin"
     answer = requests.put(settings, headers=server.headers, json={"raw": '{"refreshInterval": 1}'}, timeout=30)
     assert answer.status_code == 204, answer.text
+
+
+def folder_item(page, listing, name: str):
+    """A folder's row in a file browser's listing."""
+    return listing.locator(".jp-DirListing-item[data-isdir=true]").filter(
+        has=page.locator(".jp-DirListing-itemText", has_text=re.compile(rf"^{re.escape(name)}$")))

@@ -35,8 +35,8 @@ from pathlib import Path
 
 import pytest
 from browser_helpers import (  # noqa: F401 (chromium: a fixture)
-    REPO, Steps, check_accessibility, chromium, fits, job_card, new_page, open_form, open_lab, show_jobs_panel,
-    refresh_every_second, show_sidebar_panel, watch_job,
+    REPO, Steps, check_accessibility, chromium, fits, folder_item, job_card, new_page, open_form, open_lab,
+    show_jobs_panel, refresh_every_second, show_sidebar_panel, watch_job,
 )
 from jupyter_server_process import JupyterServer
 
@@ -108,12 +108,6 @@ def open_version(page, name: str, version: int):
     detail = row.locator(".jp-clusterlab-version-detail")
     detail.wait_for()
     return detail
-
-
-def folder_item(page, listing, name: str):
-    """A folder's row in a file browser's listing."""
-    return listing.locator(".jp-DirListing-item[data-isdir=true]").filter(
-        has=page.locator(".jp-DirListing-itemText", has_text=re.compile(rf"^{re.escape(name)}$")))
 
 
 def images_loaded(locator) -> int:

@@ -27,7 +27,7 @@ import subprocess
 
 import pytest
 from browser_helpers import (  # noqa: F401 (chromium: a fixture)
-    REPO, Steps, check_accessibility, chromium, fits, new_page, open_lab, refresh_every_second,
+    REPO, Steps, check_accessibility, chromium, fits, folder_item, new_page, open_lab, refresh_every_second,
 )
 from jupyter_server_process import JupyterServer
 from label_studio_helpers import annotate, need_label_studio
@@ -121,6 +121,16 @@ def test_the_studio_page_and_the_labelling_panel(lab, chromium):
         steps.shot("new-labelling-refused")
         box(page, "labelling", "images").fill("unlabelled")
         assert found.locator(".jp-clusterlab-error[data-field=images]").count() == 0  # typing clears it
+        found.locator(".jp-mod-reject").click()
+        found.wait_for(state="detached")
+        # the same dialog from the file browser: a folder's context menu fills in its pictures
+        listing = page.locator(".jp-FileBrowser .jp-DirListing-content").first
+        folder_item(page, listing, "unlabelled").click(button="right")
+        page.locator(".lm-Menu-item").filter(has_text="Label the pictures in this folder").click()
+        found = dialog(page, "labelling")
+        assert box(page, "labelling", "images").input_value() == "unlabelled"
+        box(page, "labelling", "name").fill(NAME)
+        box(page, "labelling", "classes").fill(", ".join(CLASSES))
         accept(found)
         found.wait_for(state="detached", timeout=60_000)
         card = chain_card(page)

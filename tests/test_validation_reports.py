@@ -109,10 +109,9 @@ def read_predictions(output: Path) -> list[dict]:
 
 
 def check_classification(output: Path, prefix: str) -> dict:
-    rows = read_predictions(output)
+    rows = [row for row in read_predictions(output) if row["file"].startswith(prefix)]  # the compared ones
     report = json.loads((output / "report" / "report.json").read_text())
     truth = [row["file"][len(prefix):].split("/")[0] for row in rows]
-    assert all(row["file"].startswith(prefix) for row in rows)
     correct = sum(t == row["class"] for t, row in zip(truth, rows))
     assert report["kind"] == "classification"
     assert report["images"] == len(rows) and report["correct"] == correct
@@ -142,10 +141,12 @@ def test_a_folder_of_class_folders_gets_a_classification_report(service, classif
     assert report["images"] == 60 and report["split"] is None
 
 
-def test_a_dataset_with_train_and_val_is_validated_on_val(service, classifier):
+def test_a_dataset_with_train_and_val_is_validated_on_val(service, classifier, demo_data):
     output = infer(service, "image-classification-infer", {"model": classifier, "input": SHAPES})
     report = check_classification(output, "val/")
     assert report["images"] == 60 and report["split"] == "val"
+    # every image is still classified, as without labels: only the held-out ones are compared
+    assert len(read_predictions(output)) == len(list((demo_data / SHAPES).rglob("*.png"))) > report["images"]
 
 
 def test_classification_without_labels_writes_no_report(service, classifier, demo_data):
@@ -198,7 +199,8 @@ def yolo_truth(dataset: Path, split: str, names: list[str]) -> list[list]:
 
 
 def check_detection(output: Path, dataset: Path, prefix: str) -> dict:
-    detections = json.loads((output / "detections.json").read_text())
+    detections = {name: found for name, found in json.loads((output / "detections.json").read_text()).items()
+                  if name.startswith(prefix)}  # the compared ones
     report = json.loads((output / "report" / "report.json").read_text())
     assert report["kind"] == "detection" and report["split"] == "val"
     val = sorted(p.name for p in (dataset / "images" / "val").glob("*.png"))
@@ -220,6 +222,9 @@ def test_a_yolo_dataset_gets_a_detection_report_on_its_val_split(service, detect
     output = infer(service, "object-detection-infer", {"model": detector, "input": DETECTION})
     report = check_detection(output, demo_data / DETECTION, "images/val/")
     assert report["score_threshold"] == 0.3 and report["eval_score"] == 0.05
+    # every picture is still run, as without labels: only the held-out ones are compared
+    every = json.loads((output / "detections.json").read_text())
+    assert len(every) == len(list((demo_data / DETECTION / "images").rglob("*.png"))) > report["images"]
     assert f"{report['map50']:.3f}" in (output / "report" / "report.md").read_text()
 
 

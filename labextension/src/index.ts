@@ -35,7 +35,7 @@ import { PickerSource } from './pickers';
 import { ProjectsModel } from './projectsModel';
 import { ProjectView } from './projectView';
 import { StudioModel } from './studioModel';
-import { StudioCommandIDs, StudioView } from './studioPage';
+import { newLabelling, StudioCommandIDs, StudioView } from './studioPage';
 import { openTensorBoard } from './tensorboard';
 import { formOptions, TemplateFormWidget } from './templateForm';
 
@@ -522,6 +522,29 @@ const plugin: JupyterFrontEndPlugin<void> = {
         shell.activateById(studio.id);
         void studio.context.model.refresh();
       }
+    });
+
+    // a folder of the file browser, labelled: the AI Studio page, and its "New labelling" dialog on that folder
+    commands.addCommand(StudioCommandIDs.labelFolder, {
+      label: 'Label the pictures in this folder…',
+      caption: 'AI Studio: freeze the folder\'s pictures as a labelling, to label in Label Studio',
+      icon: studioIcon,
+      isVisible: args => typeof args.path === 'string' || selectedFolder() !== null,
+      execute: async args => {
+        const folder = typeof args.path === 'string' ? (args.path as string) : selectedFolder();
+        if (folder === null) {
+          return;
+        }
+        await commands.execute(StudioCommandIDs.openStudio);
+        if (studio) {
+          await newLabelling(studio.context, folder);
+        }
+      }
+    });
+    app.contextMenu.addItem({
+      command: StudioCommandIDs.labelFolder,
+      selector: '.jp-FileBrowser:not(.jp-clusterlab-output) .jp-DirListing-item[data-isdir="true"]',
+      rank: 21
     });
 
     commands.addCommand(StudioCommandIDs.openLabelling, {

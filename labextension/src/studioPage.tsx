@@ -26,7 +26,8 @@ import { NAME_RULE, NAME_RULE_TEXT } from './templateForm';
 
 export const StudioCommandIDs = {
   openStudio: 'clusterlab:open-studio',
-  openLabelling: 'clusterlab:open-labelling'
+  openLabelling: 'clusterlab:open-labelling',
+  labelFolder: 'clusterlab:label-folder'
 };
 
 const STEP_TITLES: { [step in StepName]: string } = {
@@ -64,13 +65,14 @@ function checkName(field: string, label: string): (values: Values) => Errors {
   return values => (NAME_RULE.test(values[field] ?? '') ? {} : { [field]: `${label}: use ${NAME_RULE_TEXT}.` });
 }
 
-async function newLabelling(context: IStudioContext): Promise<void> {
+/** The "New labelling" dialog; ``images``: a folder or dataset version to fill in (the file browser's). */
+export async function newLabelling(context: IStudioContext, images = ''): Promise<void> {
   const { model, projects } = context;
   void projects.refresh();
   const labelling = await askAndSend('New labelling', 'Make the labelling', {
     form: 'labelling',
     projects: projects.names,
-    values: { name: '', kind: 'classification', classes: '', images: '', project: model.project ?? DEFAULT_PROJECT },
+    values: { name: '', kind: 'classification', classes: '', images, project: model.project ?? DEFAULT_PROJECT },
     fields: [
       { name: 'name', label: 'Name', help: `Use ${NAME_RULE_TEXT}.` },
       {

@@ -33,7 +33,7 @@ def labelled(folder: Path, files: list[Path], classes: list[str]):
     """(split, files, labels) when the input holds labels, else (None, files, None) and a note (or '').
 
     ``split`` is '' for ``<input>/<class>/`` and 'val' for ``<input>/val/<class>/`` (a dataset with
-    train/ and val/: only val/ is classified and compared)."""
+    train/ and val/: only val/'s are compared, and ``files`` is those)."""
     folders = _class_folders(folder)
     if folders and set(folders) <= set(classes):
         labels = _in_class_folders(folder, files, classes)

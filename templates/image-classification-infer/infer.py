@@ -3,8 +3,8 @@
 Writes ``predictions.csv`` (file, class, confidence) in the job's output folder,
 one row per image, ``file`` relative to the input folder. When the input holds
 labels (class folders named like the model's classes: ``<input>/<class>/``, or
-``<input>/val/<class>/`` for a dataset with train/ and val/, of which only val/ is
-classified) it also writes ``output/report/`` (see classification_report.py):
+``<input>/val/<class>/`` for a dataset with train/ and val/: every image is classified,
+only val/'s are compared, the held-out ones) it also writes ``output/report/`` (see classification_report.py):
 report.json, report.md, confusion.png and samples/. The model is the
 ``model.pt`` of an ``image-classification-train`` job: it holds the weights, the
 class names, the image size and the model size. ``model`` may name that job
@@ -62,9 +62,9 @@ def main() -> None:
 
     device = job.device
     model, classes, size = load_model(model_path, model_shown)
-    split, labels = None, None
+    split, labels, compared = None, None, files
     if params.get("report", True):
-        split, files, labels, note = labelled(folder, files, classes)
+        split, compared, labels, note = labelled(folder, files, classes)
         if note:
             print(note, flush=True)
         elif labels is not None:
@@ -102,9 +102,12 @@ def main() -> None:
     counts = Counter(classes[i] for i in predicted)
     print(f"predictions.csv: {len(files)} rows; " + ", ".join(f"{c} {counts[c]}" for c in classes), flush=True)
     if labels is not None:
-        names = [path.relative_to(folder).as_posix() for path in files]
+        row = {path: i for i, path in enumerate(files)}  # the compared images' predictions, from all of them
+        picked = [row[path] for path in compared]
+        names = [path.relative_to(folder).as_posix() for path in compared]
         about = {"model": model_shown, "input": job.given_as("input"), "split": split}
-        report, markdown, pictures = build(names, files, labels, predicted, confidences, classes, about)
+        report, markdown, pictures = build(names, compared, labels, [predicted[i] for i in picked],
+                                           [confidences[i] for i in picked], classes, about)
         validation_report.write(job.output, report, markdown, pictures)
         print(f"report: accuracy {report['accuracy']:.3f} on {report['images']} images; "
               "output/report/report.md (open it in JupyterLab), report.json", flush=True)

@@ -8,8 +8,8 @@ Writes to the job's output folder:
 - ``images/<picture>``: a PNG copy of each picture with its boxes and labels drawn
   (``a.png`` keeps its name, ``a.jpg`` becomes ``a.jpg.png``);
 - ``report/`` when the pictures have YOLO label files (the layout object-detection-train
-  reads; its val split when there is one, and only those pictures are run): report.json
-  (mAP@0.5, per-class AP), report.md and samples/ (see detection_report.py).
+  reads; its val split when there is one: every picture is run, only those are compared):
+  report.json (mAP@0.5, per-class AP), report.md and samples/ (see detection_report.py).
 
 The model code is the training template's (``../object-detection-train/model.py``).
 ``model`` may name an object-detection-train job (``job:<id>``: its output is
@@ -71,9 +71,9 @@ def main() -> None:
         except DataError as e:
             fail(f"input: {e} (or set report to false to skip the comparison with the labels)")
         if pictures:
-            images, truth = pictures, (boxes, truth_classes)
+            truth = (pictures, boxes, truth_classes)
             where = labels.images.relative_to(folder).as_posix() if labels.images != folder else "."
-            print(f"the pictures have label files: the {len(images)} pictures of {where} are compared with "
+            print(f"the pictures have label files: the {len(pictures)} pictures of {where} are compared with "
                   "their boxes in output/report/", flush=True)
     decode_score = min(threshold, EVAL_SCORE) if truth else threshold
     print(f"model: {model_shown}, {len(classes)} classes ({', '.join(classes)}), {size}x{size} input; "
@@ -119,8 +119,12 @@ def main() -> None:
     if truth:
         about = {"model": model_shown, "input": job.given_as("input"), "split": labels.split,
                  "eval_score": decode_score}
-        report, markdown, drawn = build(list(results), images, sizes, truth[0], scored, truth[1], classes,
-                                        threshold, about)
+        compared, boxes, truth_classes = truth
+        row = {path: i for i, path in enumerate(images)}  # the compared pictures' results, from all of them
+        picked = [row[path] for path in compared]
+        names = list(results)
+        report, markdown, drawn = build([names[i] for i in picked], compared, [sizes[i] for i in picked], boxes,
+                                        [scored[i] for i in picked], truth_classes, classes, threshold, about)
         validation_report.write(job.output, report, markdown, drawn)
         print(f"report: mAP@0.5 {report['map50']:.3f} on {report['images']} pictures "
               f"({report['ground_truth']} boxes); output/report/report.md (open it in JupyterLab), report.json",

@@ -159,3 +159,12 @@ def test_a_push_builds_on_the_branch_and_tags_it(tmp_path):
     with pytest.raises(JobError) as e:
         push(f"file://{tmp_path / 'v'}", None, "m-v3", files, "x\n", "A <a@clusterlab>")
     assert e.value.status == 502 and e.value.field == "repository"
+
+
+@pytest.mark.parametrize("url", ["https://127.0.0.1:9/models.git", "ssh://git@127.0.0.1:9/models.git"])
+def test_an_unreachable_https_or_ssh_repository_is_a_clear_refusal(url, tmp_path):
+    """Port 9 of loopback: nothing listens. dulwich's HTTPS client and the ssh program both say so."""
+    (tmp_path / "README.md").write_text("x\n")
+    with pytest.raises(JobError) as e:
+        push(url, None, "m-v1", {"README.md": tmp_path / "README.md"}, "m\n", "A <a@clusterlab>")
+    assert e.value.status == 502 and e.value.field == "repository" and "refused" in e.value.message

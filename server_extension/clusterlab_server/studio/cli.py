@@ -98,7 +98,14 @@ def cmd_labelling_export(service, args) -> int:
     version = studio_of(service).export(args.id, request)
     split = (version.get("labelling") or {}).get("split", {})
     return _out(args, version, f"{version['name']}:{version['version']}",
-                f"{version['files']} files; split {split}")
+                f"{version['files']} files (the pictures and labels.json); {split_line(split)}")
+
+
+def split_line(split: dict) -> str:
+    """``{"train": {"circle": 15, ...}, "val": {...}}`` as ``train: circle 15, ...; val: ...`` (a count as is)."""
+    def counts(part) -> str:
+        return ", ".join(f"{name} {n}" for name, n in part.items()) if isinstance(part, dict) else str(part)
+    return "; ".join(f"{where}: {counts(part)}" for where, part in split.items())
 
 
 def cmd_labelling_delete(service, args) -> int:

@@ -183,6 +183,30 @@ def test_a_malformed_index_is_rebuilt_under_a_process_that_has_it_open(filled):
     assert lab.get(ids["experiment"])["status"] == "completed"
 
 
+def test_a_reader_never_finds_the_tables_of_a_rebuild_made_and_still_empty(filled):
+    """The tables and their rows come in one transaction: while the rows go in, another connection (the
+    server's poller, a request's thread) still finds no table, so it waits for the repair; it never lists
+    an empty store (a request during a rebuild once answered "total": 0)."""
+    service, _, _ = filled
+    before = snapshot(service)
+    index = service.store.index
+    path = service.settings.jobs_root / "jobs.sqlite"
+    path.unlink()
+    seen = []
+
+    def rebuild(session, replace):
+        with contextlib.closing(sqlite3.connect(path, timeout=5)) as reader:
+            seen.append(reader.execute("SELECT name FROM sqlite_master WHERE name = 'jobs'").fetchall())
+        return original(session, replace)
+
+    original, index.rebuild = index.rebuild, rebuild
+    try:
+        assert snapshot(service) == before  # the next read finds no table, and repairs it first
+    finally:
+        index.rebuild = original
+    assert seen == [[]]
+
+
 def test_a_record_from_before_records_held_a_status_is_rebuilt_as_its_folder_says(filled, tmp_path):
     service, _, _ = filled
     done = next(j for j in service.store.list(status="completed")[0] if j.name == "done")

@@ -99,10 +99,11 @@ class SQLiteIndex:
     """One SQLite file that indexes records kept elsewhere (files), safe for several hosts.
 
     ``table``: the table whose absence means the file is new or was lost. The owner gives:
-    ``schema(engine)`` makes the tables (on the writer engine); ``records_exist()`` says whether
-    there is anything to rebuild from; ``rebuild(session, replace)`` puts every record's row in
-    (``replace``: after deleting every row) and returns what it did; ``backfill(session)`` writes the
-    records of a store that an older version kept (in WAL), whose folders may lack what its rows hold.
+    ``schema(bind)`` makes the tables (on the writer engine, or in a rebuild's transaction: a connection);
+    ``records_exist()`` says whether there is anything to rebuild from; ``rebuild(session, replace)`` puts
+    every record's row in (``replace``: after deleting every row) and returns what it did;
+    ``backfill(session)`` writes the records of a store that an older version kept (in WAL), whose folders
+    may lack what its rows hold.
     """
 
     def __init__(self, path: Path, table: str, schema: Callable[[Engine], None],
@@ -239,10 +240,12 @@ class SQLiteIndex:
             if state == "bad":
                 self._move_aside()
             self._private_file()
-            self.run(lambda: self.schema(self.session.writer))
 
             def rebuild():
+                # the tables and their rows in one transaction: a reader in another thread or process (the
+                # server's poller, a request) never finds the tables made and still empty
                 with self.session.begin() as s:
+                    self.schema(s.connection())
                     return self.rebuild(s, state == "ok")
 
             done = self.run(rebuild)

@@ -15,6 +15,7 @@ WAL; docs/job-store.md).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import logging
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy import JSON, DateTime, Integer, String, delete, func, inspect, select, text, update
+from sqlalchemy import JSON, DateTime, Engine, Integer, String, delete, func, inspect, select, text, update
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from .sqlite_index import Sessions, SQLiteIndex, indexed
@@ -276,7 +277,8 @@ REQUIRED = ("id", "name", "template", "template_version", "params", "profile", "
 
 
 def make_tables(engine) -> None:
-    """Every table of the store (the experiments' too: a rebuild fills both), and the columns added since."""
+    """Every table of the store (the experiments' too: a rebuild fills both), and the columns added since;
+    ``engine``: an Engine, or a Connection whose transaction they join."""
     from .experiments.store import Experiment
 
     Base.metadata.create_all(engine, tables=[Job.__table__, Experiment.__table__])
@@ -375,7 +377,8 @@ def add_missing_columns(engine) -> None:
                 clause = f" DEFAULT {default}"
             else:
                 clause = ""
-            with engine.begin() as connection:
+            # an engine: a transaction of its own; a connection (a rebuild's): inside its transaction
+            with engine.begin() if isinstance(engine, Engine) else contextlib.nullcontext(engine) as connection:
                 try:
                     connection.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}{clause}'))
                 except OperationalError as e:  # another process added it first
